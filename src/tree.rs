@@ -258,11 +258,15 @@ impl Tree {
     pub fn iter_under<'a>(
         &'a self,
         prefix: &'a TreePath,
-    ) -> impl Iterator<Item = (&'a TreePath, &'a Node)> + 'a {
-        self.nodes
-            .range(prefix.clone()..)
-            .take_while(move |(p, _)| p.starts_with(prefix) || p.as_str() < prefix.as_str())
-            .filter(move |(p, _)| p.starts_with(prefix))
+    ) -> Box<dyn Iterator<Item = (&'a TreePath, &'a Node)> + 'a> {
+        if prefix.is_root() {
+            return Box::new(self.nodes.iter());
+        }
+        // Children of "a" sort between "a/" and "a0" ('0' follows '/' in ASCII); "a-b"
+        // sorts between "a" and "a/", so a plain range from "a" would include it.
+        let lo = TreePath(format!("{}/", prefix.0));
+        let hi = TreePath(format!("{}0", prefix.0));
+        Box::new(self.nodes.get_key_value(prefix).into_iter().chain(self.nodes.range(lo..hi)))
     }
 
     /// Resolves the directories leading to `path` (not its last component) inside the
