@@ -22,14 +22,22 @@ pub enum TreeError {
     #[error("path {0:?} contains a NUL byte")]
     Nul(String),
     #[error("{path:?} cannot be created: {parent:?} is a {kind}, not a directory")]
-    NotADirectory { path: String, parent: String, kind: &'static str },
+    NotADirectory {
+        path: String,
+        parent: String,
+        kind: &'static str,
+    },
     #[error("{0:?}: too many levels of symbolic links (more than 40)")]
     SymlinkLoop(String),
-    #[error("hardlink {path:?} points to {target:?}, which is not a regular file already in the image")]
+    #[error(
+        "hardlink {path:?} points to {target:?}, which is not a regular file already in the image"
+    )]
     BadHardlink { path: String, target: String },
     #[error("writing file contents to the spool: {0}")]
     Spool(#[source] io::Error),
-    #[error("file contents exceed the size limit of {limit} bytes (raise it with --max-unpacked-size)")]
+    #[error(
+        "file contents exceed the size limit of {limit} bytes (raise it with --max-unpacked-size)"
+    )]
     TooLarge { limit: u64 },
 }
 
@@ -125,7 +133,8 @@ impl TreePath {
         if self.0 == prefix.0 {
             return Some(TreePath::root());
         }
-        self.starts_with(prefix).then(|| TreePath(self.0[prefix.0.len() + 1..].to_string()))
+        self.starts_with(prefix)
+            .then(|| TreePath(self.0[prefix.0.len() + 1..].to_string()))
     }
 }
 
@@ -200,13 +209,31 @@ pub struct Node {
 
 impl Node {
     pub fn dir(mode: u32, mtime: u64) -> Node {
-        Node { kind: NodeKind::Dir, mode: mode & 0o7777, uid: 0, gid: 0, mtime }
+        Node {
+            kind: NodeKind::Dir,
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            mtime,
+        }
     }
     pub fn file(content: Content, mode: u32, mtime: u64) -> Node {
-        Node { kind: NodeKind::File(content), mode: mode & 0o7777, uid: 0, gid: 0, mtime }
+        Node {
+            kind: NodeKind::File(content),
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            mtime,
+        }
     }
     pub fn symlink(target: impl Into<String>, mtime: u64) -> Node {
-        Node { kind: NodeKind::Symlink(target.into()), mode: 0o777, uid: 0, gid: 0, mtime }
+        Node {
+            kind: NodeKind::Symlink(target.into()),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime,
+        }
     }
     pub fn with_owner(mut self, uid: u32, gid: u32) -> Node {
         self.uid = uid;
@@ -230,7 +257,10 @@ pub struct Tree {
 impl Tree {
     /// An empty tree whose spool is an anonymous file in the system temporary directory.
     pub fn new() -> io::Result<Tree> {
-        Ok(Tree { nodes: BTreeMap::new(), spool: Spool::new()? })
+        Ok(Tree {
+            nodes: BTreeMap::new(),
+            spool: Spool::new()?,
+        })
     }
 
     pub fn get(&self, path: &TreePath) -> Option<&Node> {
@@ -266,7 +296,12 @@ impl Tree {
         // sorts between "a" and "a/", so a plain range from "a" would include it.
         let lo = TreePath(format!("{}/", prefix.0));
         let hi = TreePath(format!("{}0", prefix.0));
-        Box::new(self.nodes.get_key_value(prefix).into_iter().chain(self.nodes.range(lo..hi)))
+        Box::new(
+            self.nodes
+                .get_key_value(prefix)
+                .into_iter()
+                .chain(self.nodes.range(lo..hi)),
+        )
     }
 
     /// Resolves the directories leading to `path` (not its last component) inside the
@@ -302,7 +337,9 @@ impl Tree {
                 }
                 _ => {}
             }
-            let here = root.join_path(&TreePath(stack.join("/"))).join_path(&TreePath(comp.clone()));
+            let here = root
+                .join_path(&TreePath(stack.join("/")))
+                .join_path(&TreePath(comp.clone()));
             match self.nodes.get(&here).map(|n| &n.kind) {
                 Some(NodeKind::Symlink(target)) => {
                     hops += 1;
@@ -402,7 +439,12 @@ impl Tree {
         parent_template: &Node,
     ) -> Result<(), TreeError> {
         let node = match self.nodes.get(target) {
-            Some(n @ Node { kind: NodeKind::File(_), .. }) => n.clone(),
+            Some(
+                n @ Node {
+                    kind: NodeKind::File(_),
+                    ..
+                },
+            ) => n.clone(),
             _ => {
                 return Err(TreeError::BadHardlink {
                     path: path.to_string(),
@@ -431,6 +473,19 @@ impl Tree {
         }
     }
 
+    /// A reader that does not borrow the tree, so a file's contents (an archive inside the
+    /// image, such as a kernel image's `kernel.tar`) can be unpacked back into the same tree.
+    pub fn open_owned(&self, content: &Content) -> io::Result<OwnedContentReader> {
+        Ok(match content {
+            Content::Spooled { offset, len } => OwnedContentReader::Spooled {
+                file: self.spool.file.try_clone()?,
+                pos: *offset,
+                end: offset + len,
+            },
+            Content::Inline(bytes) => OwnedContentReader::Inline(io::Cursor::new(bytes.clone())),
+        })
+    }
+
     /// Reads a whole file (for small generated or parsed files such as `/etc/os-release`).
     pub fn read_to_vec(&self, content: &Content) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(content.len() as usize);
@@ -447,7 +502,10 @@ struct Spool {
 
 impl Spool {
     fn new() -> io::Result<Spool> {
-        Ok(Spool { file: tempfile::tempfile()?, len: 0 })
+        Ok(Spool {
+            file: tempfile::tempfile()?,
+            len: 0,
+        })
     }
 
     fn append(&mut self, mut reader: impl Read, limit: u64) -> Result<Content, TreeError> {
@@ -468,7 +526,10 @@ impl Spool {
             self.file.write_all(&buf[..n]).map_err(TreeError::Spool)?;
         }
         self.len += written;
-        Ok(Content::Spooled { offset, len: written })
+        Ok(Content::Spooled {
+            offset,
+            len: written,
+        })
     }
 }
 
@@ -481,21 +542,41 @@ pub enum ContentReader<'a> {
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            ContentReader::Spooled { file, pos, end } => {
-                let want = buf.len().min((*end - *pos) as usize);
-                if want == 0 {
-                    return Ok(0);
-                }
-                let n = file.read_at(&mut buf[..want], *pos)?;
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool file truncated"));
-                }
-                *pos += n as u64;
-                Ok(n)
-            }
+            ContentReader::Spooled { file, pos, end } => read_spooled(file, pos, *end, buf),
             ContentReader::Inline(c) => c.read(buf),
         }
     }
+}
+
+/// Like [`ContentReader`] but owning a handle to the spool.
+pub enum OwnedContentReader {
+    Spooled { file: File, pos: u64, end: u64 },
+    Inline(io::Cursor<Arc<[u8]>>),
+}
+
+impl Read for OwnedContentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            OwnedContentReader::Spooled { file, pos, end } => read_spooled(file, pos, *end, buf),
+            OwnedContentReader::Inline(c) => c.read(buf),
+        }
+    }
+}
+
+fn read_spooled(file: &File, pos: &mut u64, end: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let want = buf.len().min((end - *pos) as usize);
+    if want == 0 {
+        return Ok(0);
+    }
+    let n = file.read_at(&mut buf[..want], *pos)?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "spool file truncated",
+        ));
+    }
+    *pos += n as u64;
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -515,7 +596,10 @@ mod tests {
         assert_eq!(p("/usr//bin/./sh").as_str(), "usr/bin/sh");
         assert_eq!(p("./etc/").as_str(), "etc");
         assert!(p("/").is_root());
-        assert!(matches!(TreePath::parse("a/../../etc"), Err(TreeError::DotDot(_))));
+        assert!(matches!(
+            TreePath::parse("a/../../etc"),
+            Err(TreeError::DotDot(_))
+        ));
         assert!(matches!(TreePath::parse("a\0b"), Err(TreeError::Nul(_))));
     }
 
@@ -530,8 +614,14 @@ mod tests {
     #[test]
     fn insert_creates_parents_and_remove_takes_subtree() {
         let mut t = Tree::new().unwrap();
-        t.insert(p("a/b/c"), Node::file(Content::inline("x"), 0o644, 0), &dir()).unwrap();
-        t.insert(p("a-b"), Node::file(Content::inline("y"), 0o644, 0), &dir()).unwrap();
+        t.insert(
+            p("a/b/c"),
+            Node::file(Content::inline("x"), 0o644, 0),
+            &dir(),
+        )
+        .unwrap();
+        t.insert(p("a-b"), Node::file(Content::inline("y"), 0o644, 0), &dir())
+            .unwrap();
         let paths: Vec<_> = t.iter().map(|(p, _)| p.as_str().to_string()).collect();
         assert_eq!(paths, ["a", "a-b", "a/b", "a/b/c"]);
         assert!(t.remove(&p("a")));
@@ -543,13 +633,28 @@ mod tests {
     fn symlinked_parents_resolve_inside_the_root() {
         let mut t = Tree::new().unwrap();
         let root = p("containers/x/rootfs");
-        t.insert(root.join("usr/bin").unwrap(), dir(), &dir()).unwrap();
-        t.insert(root.join("bin").unwrap(), Node::symlink("/usr/bin", 0), &dir()).unwrap();
-        t.insert(root.join("up").unwrap(), Node::symlink("../../../../../etc", 0), &dir()).unwrap();
-        let got = t.resolve_parent(&root, &root.join("bin/sh").unwrap()).unwrap();
+        t.insert(root.join("usr/bin").unwrap(), dir(), &dir())
+            .unwrap();
+        t.insert(
+            root.join("bin").unwrap(),
+            Node::symlink("/usr/bin", 0),
+            &dir(),
+        )
+        .unwrap();
+        t.insert(
+            root.join("up").unwrap(),
+            Node::symlink("../../../../../etc", 0),
+            &dir(),
+        )
+        .unwrap();
+        let got = t
+            .resolve_parent(&root, &root.join("bin/sh").unwrap())
+            .unwrap();
         assert_eq!(got, root.join("usr/bin/sh").unwrap());
         // Climbing out through a relative link stops at the subtree root.
-        let got = t.resolve_parent(&root, &root.join("up/passwd").unwrap()).unwrap();
+        let got = t
+            .resolve_parent(&root, &root.join("up/passwd").unwrap())
+            .unwrap();
         assert_eq!(got, root.join("etc/passwd").unwrap());
     }
 
@@ -569,14 +674,22 @@ mod tests {
         let c2 = t.spool(&b"world!"[..], 10).unwrap();
         assert_eq!(t.read_to_vec(&c1).unwrap(), b"hello");
         assert_eq!(t.read_to_vec(&c2).unwrap(), b"world!");
-        assert!(matches!(t.spool(&[0u8; 11][..], 10), Err(TreeError::TooLarge { limit: 10 })));
+        assert!(matches!(
+            t.spool(&[0u8; 11][..], 10),
+            Err(TreeError::TooLarge { limit: 10 })
+        ));
     }
 
     #[test]
     fn hardlink_needs_an_existing_file() {
         let mut t = Tree::new().unwrap();
         assert!(t.hardlink(p("x"), &p("missing"), &dir()).is_err());
-        t.insert(p("f"), Node::file(Content::inline("data"), 0o600, 0), &dir()).unwrap();
+        t.insert(
+            p("f"),
+            Node::file(Content::inline("data"), 0o600, 0),
+            &dir(),
+        )
+        .unwrap();
         t.hardlink(p("g"), &p("f"), &dir()).unwrap();
         assert_eq!(t.get(&p("g")), t.get(&p("f")));
     }
