@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assemble;
+pub mod atomic;
 pub mod cli;
 pub mod digest;
 pub mod emit;

@@ -1,1 +1,395 @@
-//! TODO
+//! The lock file: every input of a spec pinned by sha256.
+//!
+//! `cairn lock` resolves each image reference through the store (index → linux/amd64
+//! manifest → config and layers) and hashes each `files[].source`, and writes
+//! `<spec>.lock`: pretty JSON with sorted keys and sorted lists, so that a diff of two locks
+//! is readable. The lock records the spec's own digest; a lock whose recorded digest differs
+//! from the spec's is stale (as in apko, a changed spec needs a new lock).
+//!
+//! [`resolve`] does I/O (store and files); [`Lockfile::render`], [`Lockfile::parse`] and
+//! [`Lockfile::check_fresh`] are pure.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, HashingReader};
+use crate::reference::ImageRef;
+use crate::source_date::{SourceDate, parse_rfc3339};
+use crate::spec::{Role, Spec};
+use crate::store::{ResolvedImage, Store, StoreError};
+
+/// The lock format version this build of cairn writes and reads.
+pub const LOCK_VERSION: u32 = 1;
+
+/// Why a lock could not be made, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("resolving image {reference}: {source}")]
+    Image { reference: String, source: StoreError },
+    #[error("image {reference} is pinned to {pinned} in the spec but the lock has {locked}")]
+    PinConflict { reference: String, pinned: Digest, locked: Digest },
+    #[error("reading source file {path}: {source}")]
+    Source { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a valid cairn lock file: {reason}")]
+    Malformed { path: String, reason: String },
+    #[error("{path}: lock version {found} is not supported (this cairn reads version {LOCK_VERSION})")]
+    Version { path: String, found: u32 },
+    #[error("source file {path} changed since it was locked: expected {expected}, found {actual}\n\nRun `cairn lock` again if the change is intended.")]
+    SourceChanged { path: PathBuf, expected: Digest, actual: Digest },
+    #[error("{0}")]
+    Unpinned(String),
+}
+
+/// Where the lock's source date came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceDateOrigin {
+    /// `SOURCE_DATE_EPOCH` was set when the lock was made.
+    Environment,
+    /// The spec's `x-cairn.source-date-epoch`.
+    Spec,
+    /// The newest `created` among the component image configs (0 when none has one).
+    Inputs,
+}
+
+/// One pinned image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LockedImage {
+    /// The normalized reference as the spec names it, without a digest.
+    pub reference: String,
+    /// The digest the reference resolved to (an index or a manifest).
+    pub digest: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Digest>,
+    pub platform: String,
+    pub manifest: Digest,
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+}
+
+/// One pinned `files[].source`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LockedFile {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// The lock file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Lockfile {
+    pub lock_version: u32,
+    /// sha256 of the spec file's bytes when it was locked.
+    pub spec_digest: Digest,
+    pub source_date_epoch: SourceDate,
+    pub source_date_origin: SourceDateOrigin,
+    /// Keyed by normalized reference without digest.
+    pub images: BTreeMap<String, LockedImage>,
+    /// Keyed by the `source` string exactly as the spec writes it.
+    pub files: BTreeMap<String, LockedFile>,
+}
+
+/// The platform cairn composes for.
+pub const PLATFORM: (&str, &str) = ("linux", "amd64");
+
+impl Lockfile {
+    /// Stable, human-diffable JSON: two-space indent, struct fields in declaration order,
+    /// map keys sorted, trailing newline.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    pub fn parse(path: &str, bytes: &[u8]) -> Result<Lockfile, LockError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct VersionOnly {
+            lock_version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| LockError::Malformed {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        if v.lock_version != LOCK_VERSION {
+            return Err(LockError::Version { path: path.to_string(), found: v.lock_version });
+        }
+        serde_json::from_slice(bytes)
+            .map_err(|e| LockError::Malformed { path: path.to_string(), reason: e.to_string() })
+    }
+
+    /// Why this lock does not match `spec` (whose bytes hash to `spec_digest`), if it does not.
+    pub fn check_fresh(&self, spec: &Spec, spec_digest: &Digest) -> Result<(), String> {
+        if self.spec_digest != *spec_digest {
+            return Err(format!(
+                "the spec changed since it was locked (lock has {}, spec is {})",
+                self.spec_digest, spec_digest
+            ));
+        }
+        for image in spec.image_refs() {
+            let key = image.image.without_digest().to_string();
+            if !self.images.contains_key(&key) {
+                return Err(format!("image {key} is not in the lock"));
+            }
+        }
+        for source in spec_sources(spec) {
+            if !self.files.contains_key(&source) {
+                return Err(format!("source file {source} is not in the lock"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every `files[].source` in spec order.
+pub fn spec_sources(spec: &Spec) -> Vec<String> {
+    spec.files.iter().filter_map(|f| f.source.clone()).collect()
+}
+
+/// Resolves `source` relative to the spec's directory (never the working directory, so a
+/// build does not depend on where it is run from).
+pub fn source_path(spec_dir: &Path, source: &str) -> PathBuf {
+    spec_dir.join(source)
+}
+
+/// Resolves one image through the store to a [`LockedImage`].
+pub fn lock_image(store: &Store, image: &ImageRef) -> Result<(LockedImage, ResolvedImage), LockError> {
+    let err = |source| LockError::Image { reference: image.to_string(), source };
+    let top = store.resolve(image).map_err(err)?;
+    let top_digest = Digest::parse(top.digest().as_ref()).map_err(|e| LockError::Image {
+        reference: image.to_string(),
+        source: StoreError::from_digest(e),
+    })?;
+    let resolved = store.resolve_image(&top, PLATFORM).map_err(err)?;
+    let locked = LockedImage {
+        reference: image.without_digest().to_string(),
+        digest: top_digest,
+        index: resolved.index,
+        platform: format!("{}/{}", PLATFORM.0, PLATFORM.1),
+        manifest: resolved.manifest,
+        config: resolved.config,
+        layers: resolved.layers.iter().map(|l| l.digest).collect(),
+    };
+    Ok((locked, resolved))
+}
+
+/// Hashes a source file.
+pub fn hash_source(path: &Path) -> Result<LockedFile, LockError> {
+    let err = |source| LockError::Source { path: path.to_path_buf(), source };
+    let file = fs::File::open(path).map_err(err)?;
+    let mut reader = HashingReader::new(file);
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(err)?;
+    let (digest, size) = reader.finish();
+    Ok(LockedFile { digest, size })
+}
+
+/// The source date derived from the inputs alone: the newest image config `created`.
+pub fn source_date_from_inputs<'a>(
+    images: impl IntoIterator<Item = &'a ResolvedImage>,
+) -> SourceDate {
+    let newest = images
+        .into_iter()
+        .filter_map(|r| r.config_json.created().as_deref().and_then(parse_rfc3339))
+        .max()
+        .unwrap_or(0);
+    SourceDate::new(newest).unwrap_or(SourceDate::ZERO)
+}
+
+/// Resolves every input of `spec` and returns the lock.
+///
+/// `env_source_date` is `SOURCE_DATE_EPOCH` as the caller parsed it, if set.
+pub fn resolve(
+    spec: &Spec,
+    spec_digest: Digest,
+    spec_dir: &Path,
+    store: &Store,
+    env_source_date: Option<SourceDate>,
+) -> Result<Lockfile, LockError> {
+    let mut images = BTreeMap::new();
+    let mut resolved_all = Vec::new();
+    for image in spec.image_refs() {
+        let (locked, resolved) = lock_image(store, &image.image)?;
+        if let Some(pinned) = image.image.digest() {
+            if *pinned != locked.digest {
+                return Err(LockError::PinConflict {
+                    reference: image.image.to_string(),
+                    pinned: *pinned,
+                    locked: locked.digest,
+                });
+            }
+        }
+        if let Some(previous) = images.get(&locked.reference) {
+            let previous: &LockedImage = previous;
+            if previous.digest != locked.digest {
+                return Err(LockError::PinConflict {
+                    reference: locked.reference.clone(),
+                    pinned: previous.digest,
+                    locked: locked.digest,
+                });
+            }
+        }
+        images.insert(locked.reference.clone(), locked);
+        resolved_all.push(resolved);
+    }
+    let mut files = BTreeMap::new();
+    for f in &spec.files {
+        let Some(source) = &f.source else { continue };
+        let path = source_path(spec_dir, source);
+        match hash_source(&path) {
+            Ok(locked) => {
+                files.insert(source.clone(), locked);
+            }
+            Err(LockError::Source { source: e, .. })
+                if f.optional && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (source_date_epoch, source_date_origin) = match (env_source_date, spec.source_date_epoch()) {
+        (Some(sd), _) => (sd, SourceDateOrigin::Environment),
+        (None, Some(sd)) => (sd, SourceDateOrigin::Spec),
+        (None, None) => (source_date_from_inputs(&resolved_all), SourceDateOrigin::Inputs),
+    };
+    Ok(Lockfile {
+        lock_version: LOCK_VERSION,
+        spec_digest,
+        source_date_epoch,
+        source_date_origin,
+        images,
+        files,
+    })
+}
+
+/// One image of the spec with everything the build needs about it.
+pub struct PinnedImage {
+    pub role: Role,
+    /// Position within its section (0 for the kernel).
+    pub index: usize,
+    pub image: ImageRef,
+    pub locked: LockedImage,
+    pub resolved: ResolvedImage,
+}
+
+/// A `files[].source` with the path it is read from and the digest it must have.
+pub struct PinnedFile {
+    pub path: PathBuf,
+    pub locked: LockedFile,
+}
+
+/// What a build consumes: only pinned inputs.
+pub struct BuildInputs {
+    /// In spec order: kernel, init, onboot, onshutdown, services.
+    pub images: Vec<PinnedImage>,
+    pub files: BTreeMap<String, PinnedFile>,
+    pub source_date: SourceDate,
+}
+
+/// How strictly a build treats the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// `--locked`: the lock must exist and match the spec.
+    Locked,
+    /// Use the lock where it pins an input; refuse inputs neither locked nor `@sha256:`-pinned.
+    PinnedOnly,
+}
+
+/// Why `--locked` refused: a verdict (exit 1), not an input error.
+#[derive(Debug, thiserror::Error)]
+#[error("{lock_path}: {reason}\n\nRun `cairn lock {spec_path}` to update it.")]
+pub struct StaleLock {
+    pub lock_path: String,
+    pub spec_path: String,
+    pub reason: String,
+}
+
+/// The pins a build uses, from the lock and the spec's own `@sha256:` references.
+#[allow(clippy::too_many_arguments)]
+pub fn pin_for_build(
+    spec: &Spec,
+    spec_digest: &Digest,
+    spec_dir: &Path,
+    lock: Option<&Lockfile>,
+    mode: LockMode,
+    store: &Store,
+    env_source_date: Option<SourceDate>,
+    names: (&str, &str),
+) -> Result<Result<BuildInputs, StaleLock>, LockError> {
+    let (spec_path, lock_path) = names;
+    let stale = |reason: String| StaleLock {
+        lock_path: lock_path.to_string(),
+        spec_path: spec_path.to_string(),
+        reason,
+    };
+    if mode == LockMode::Locked {
+        match lock {
+            None => return Ok(Err(stale("the lock file does not exist (--locked needs one)".into()))),
+            Some(l) => {
+                if let Err(reason) = l.check_fresh(spec, spec_digest) {
+                    return Ok(Err(stale(reason)));
+                }
+            }
+        }
+    }
+    let mut images = Vec::new();
+    let mut resolved_for_date = Vec::new();
+    for u in spec.image_refs() {
+        let key = u.image.without_digest().to_string();
+        let from_lock = lock.and_then(|l| l.images.get(&key));
+        let top = match (u.image.digest(), from_lock) {
+            (Some(pinned), Some(locked)) if *pinned != locked.digest => {
+                return Err(LockError::PinConflict {
+                    reference: u.image.to_string(),
+                    pinned: *pinned,
+                    locked: locked.digest,
+                });
+            }
+            (Some(pinned), _) => *pinned,
+            (None, Some(locked)) => locked.digest,
+            (None, None) => {
+                return Err(LockError::Unpinned(format!(
+                    "image {} is neither in the lock nor pinned with @sha256:\n\nRun `cairn lock {spec_path}` to pin it.",
+                    u.image
+                )));
+            }
+        };
+        let (locked, resolved) = lock_image(store, &u.image.with_digest(top))?;
+        if let Some(l) = from_lock {
+            if l.manifest != locked.manifest || l.config != locked.config || l.layers != locked.layers {
+                return Err(LockError::Unpinned(format!(
+                    "image {key}: the store resolves {top} differently from the lock (manifest, config or layers differ)"
+                )));
+            }
+        }
+        resolved_for_date.push(resolved.clone());
+        images.push(PinnedImage { role: u.role, index: u.index, image: u.image.clone(), locked, resolved });
+    }
+    let mut files = BTreeMap::new();
+    for f in &spec.files {
+        let Some(source) = &f.source else { continue };
+        match lock.and_then(|l| l.files.get(source)) {
+            Some(locked) => {
+                files.insert(
+                    source.clone(),
+                    PinnedFile { path: source_path(spec_dir, source), locked: locked.clone() },
+                );
+            }
+            None if f.optional => {}
+            None => {
+                return Err(LockError::Unpinned(format!(
+                    "source file {source} is not pinned by the lock\n\nRun `cairn lock {spec_path}` to pin it."
+                )));
+            }
+        }
+    }
+    let source_date = match (env_source_date, spec.source_date_epoch(), lock) {
+        (Some(sd), _, _) => sd,
+        (None, Some(sd), _) => sd,
+        (None, None, Some(l)) => l.source_date_epoch,
+        (None, None, _) => source_date_from_inputs(&resolved_for_date),
+    };
+    Ok(Ok(BuildInputs { images, files, source_date }))
+}

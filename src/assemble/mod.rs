@@ -1,2 +1,286 @@
-//! Assembly: the locked spec's components placed into one filesystem [`Tree`].
+//! Assembly: the pinned components of a spec placed into one filesystem [`Tree`], the way
+//! LinuxKit places them.
+//!
+//! Order (LinuxKit's): the kernel image (its `kernel` file becomes `boot/kernel`, its
+//! `kernel.tar` is unpacked into the root, `ucode` becomes `boot/ucode.cpio`, the cmdline
+//! `boot/cmdline`); each `init` image unpacked at `/`; `onboot` and `onshutdown` containers
+//! as OCI runtime bundles in `containers/onboot/NNN-name/` and
+//! `containers/onshutdown/NNN-name/`; `services` in `containers/services/name/`; then the
+//! `files` section. Every layer blob is streamed once from the store and its digest is
+//! checked when the stream ends; a mismatch fails the build.
+
+pub mod bundle;
+pub mod files;
 pub mod layer;
+
+use std::io::{self, BufReader, Read};
+
+use crate::lock::BuildInputs;
+use crate::source_date::SourceDate;
+use crate::spec::{Container, Role, Spec};
+use crate::store::{Compression, ResolvedImage, Store, StoreError};
+use crate::tree::{Content, Node, NodeKind, Tree, TreeError, TreePath};
+
+pub use layer::LayerStats;
+
+/// Why an image could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("{0}")]
+    Layer(#[from] layer::LayerError),
+    #[error("reading layer {digest} of {image}: {source}")]
+    Blob { image: String, digest: String, source: io::Error },
+    #[error("opening layer {digest} of {image}: {source}")]
+    Store { image: String, digest: String, source: StoreError },
+    #[error("kernel image {image} has no file {file:?} (set kernel.binary to the kernel's path inside the image)")]
+    NoKernel { image: String, file: String },
+    #[error("kernel image {image}: {file:?} is not a regular file")]
+    KernelNotFile { image: String, file: String },
+    #[error("container {name}: {source}")]
+    Bundle { name: String, source: bundle::BundleError },
+    #[error("files[{index}] ({path}): {reason}")]
+    File { index: usize, path: String, reason: String },
+    #[error("placing {path}: {source}")]
+    Tree { path: String, source: TreeError },
+    #[error("creating the build spool: {0}")]
+    Spool(io::Error),
+}
+
+/// Knobs that change resource use, never output bytes.
+#[derive(Clone, Debug)]
+pub struct AssembleOptions {
+    /// Upper bound on the unpacked size of all layers together (decompression bombs).
+    pub max_unpacked_size: u64,
+}
+
+impl Default for AssembleOptions {
+    fn default() -> Self {
+        AssembleOptions { max_unpacked_size: 64 << 30 }
+    }
+}
+
+/// The composed tree plus what assembly noticed along the way.
+pub struct Assembly {
+    pub tree: Tree,
+    pub source_date: SourceDate,
+    /// Device nodes and FIFOs left out of layers, as `image: path`.
+    pub skipped: Vec<String>,
+}
+
+const SCRATCH: &str = ".cairn-kernel-scratch";
+
+/// Builds the tree for `spec` from the pinned `inputs`. `spec_yaml` is the spec's text,
+/// written to files with `metadata: yaml`.
+pub fn assemble(
+    spec: &Spec,
+    spec_yaml: &str,
+    inputs: &BuildInputs,
+    store: &Store,
+    opts: &AssembleOptions,
+) -> Result<Assembly, AssembleError> {
+    let mut tree = Tree::new().map_err(AssembleError::Spool)?;
+    let sd = inputs.source_date;
+    let mut budget = opts.max_unpacked_size;
+    let mut skipped = Vec::new();
+    let parent = Node::dir(0o755, sd.secs());
+
+    for pinned in &inputs.images {
+        let label = pinned.image.to_string();
+        match pinned.role {
+            Role::Kernel => {
+                let Some(kernel) = &spec.kernel else { continue };
+                let scratch = TreePath::parse(SCRATCH).map_err(|source| AssembleError::Tree {
+                    path: SCRATCH.to_string(),
+                    source,
+                })?;
+                let stats =
+                    apply_image(&mut tree, &scratch, store, &pinned.resolved, &label, sd, &mut budget)?;
+                skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
+                tree.remove(&scratch);
+            }
+            Role::Init => {
+                let stats = apply_image(
+                    &mut tree,
+                    &TreePath::root(),
+                    store,
+                    &pinned.resolved,
+                    &label,
+                    sd,
+                    &mut budget,
+                )?;
+                skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+            }
+            Role::Onboot | Role::Onshutdown | Role::Service => {
+                let (section, containers): (&str, &[Container]) = match pinned.role {
+                    Role::Onboot => ("onboot", &spec.onboot),
+                    Role::Onshutdown => ("onshutdown", &spec.onshutdown),
+                    _ => ("services", &spec.services),
+                };
+                let Some(container) = containers.get(pinned.index) else { continue };
+                let dir_name = if pinned.role == Role::Service {
+                    container.name.clone()
+                } else {
+                    format!("{:03}-{}", pinned.index, container.name)
+                };
+                let bundle_dir = TreePath::parse(&format!("containers/{section}/{dir_name}"))
+                    .map_err(|source| AssembleError::Tree { path: dir_name.clone(), source })?;
+                let rootfs = bundle_dir.join_path(&TreePath::parse("rootfs").unwrap_or_default());
+                tree.insert(rootfs.clone(), Node::dir(0o755, sd.secs()), &parent)
+                    .map_err(|source| AssembleError::Tree { path: rootfs.to_string(), source })?;
+                let stats =
+                    apply_image(&mut tree, &rootfs, store, &pinned.resolved, &label, sd, &mut budget)?;
+                skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                let bundle_err =
+                    |source| AssembleError::Bundle { name: container.name.clone(), source };
+                let config =
+                    bundle::render_config_json(&pinned.resolved.config_json, container)
+                        .map_err(bundle_err)?;
+                put_generated(&mut tree, &bundle_dir, "config.json", config, sd, &parent)?;
+                if let Some(runtime) = bundle::render_runtime_json(container).map_err(bundle_err)? {
+                    put_generated(&mut tree, &bundle_dir, "runtime.json", runtime, sd, &parent)?;
+                }
+            }
+        }
+    }
+
+    if let Some(kernel) = &spec.kernel {
+        let cmdline = kernel.cmdline.clone().unwrap_or_default();
+        let boot = TreePath::parse("boot").unwrap_or_default();
+        put_generated(&mut tree, &boot, "cmdline", cmdline.into_bytes(), sd, &parent)?;
+    }
+
+    files::place_files(&mut tree, spec, spec_yaml, inputs, sd)?;
+
+    Ok(Assembly { tree, source_date: sd, skipped })
+}
+
+fn put_generated(
+    tree: &mut Tree,
+    dir: &TreePath,
+    name: &str,
+    bytes: Vec<u8>,
+    sd: SourceDate,
+    parent: &Node,
+) -> Result<(), AssembleError> {
+    let path = dir.join_path(&TreePath::parse(name).unwrap_or_default());
+    tree.insert(path.clone(), Node::file(Content::inline(bytes), 0o644, sd.secs()), parent)
+        .map_err(|source| AssembleError::Tree { path: path.to_string(), source })
+}
+
+/// Moves the kernel image's files from the scratch area into place.
+fn place_kernel(
+    tree: &mut Tree,
+    scratch: &TreePath,
+    kernel: &crate::spec::Kernel,
+    label: &str,
+    sd: SourceDate,
+    budget: &mut u64,
+    parent: &Node,
+) -> Result<(), AssembleError> {
+    let find = |tree: &Tree, file: &str| -> Result<Option<Node>, AssembleError> {
+        let rel = TreePath::parse(file).map_err(|source| AssembleError::Tree {
+            path: file.to_string(),
+            source,
+        })?;
+        match tree.get(&scratch.join_path(&rel)) {
+            None => Ok(None),
+            Some(n @ Node { kind: NodeKind::File(_), .. }) => Ok(Some(n.clone())),
+            Some(_) => Err(AssembleError::KernelNotFile {
+                image: label.to_string(),
+                file: file.to_string(),
+            }),
+        }
+    };
+    let binary = kernel.binary();
+    let Some(mut node) = find(tree, binary)? else {
+        return Err(AssembleError::NoKernel { image: label.to_string(), file: binary.to_string() });
+    };
+    node.mtime = sd.secs();
+    let boot_kernel = TreePath::parse("boot/kernel").unwrap_or_default();
+    tree.insert(boot_kernel, node, parent)
+        .map_err(|source| AssembleError::Tree { path: "boot/kernel".into(), source })?;
+    if let Some(ucode) = kernel.ucode.as_deref() {
+        let Some(mut node) = find(tree, ucode)? else {
+            return Err(AssembleError::NoKernel { image: label.to_string(), file: ucode.to_string() });
+        };
+        node.mtime = sd.secs();
+        tree.insert(TreePath::parse("boot/ucode.cpio").unwrap_or_default(), node, parent)
+            .map_err(|source| AssembleError::Tree { path: "boot/ucode.cpio".into(), source })?;
+    }
+    if let Some(tar_name) = kernel.tar() {
+        if let Some(Node { kind: NodeKind::File(content), .. }) = find(tree, tar_name)? {
+            let reader = tree
+                .open_owned(&content)
+                .map_err(AssembleError::Spool)?;
+            let name = format!("{label} ({tar_name})");
+            layer::apply_layer(tree, &TreePath::root(), reader, &name, sd, budget)?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams every layer of `image` from the store into `root`, checking each blob's digest.
+fn apply_image(
+    tree: &mut Tree,
+    root: &TreePath,
+    store: &Store,
+    image: &ResolvedImage,
+    label: &str,
+    sd: SourceDate,
+    budget: &mut u64,
+) -> Result<LayerStats, AssembleError> {
+    let mut total = LayerStats::default();
+    for layer in &image.layers {
+        let digest = layer.digest.to_string();
+        let blob = store.open_blob(&layer.digest).map_err(|source| AssembleError::Store {
+            image: label.to_string(),
+            digest: digest.clone(),
+            source,
+        })?;
+        let blob_err =
+            |source| AssembleError::Blob { image: label.to_string(), digest: digest.clone(), source };
+        let name = format!("layer {digest} of {label}");
+        let mut input = BufReader::with_capacity(256 * 1024, blob);
+        let stats = match layer.compression {
+            Compression::None => {
+                let s = layer::apply_layer(tree, root, &mut input, &name, sd, budget)?;
+                io::copy(&mut input, &mut io::sink()).map_err(blob_err)?;
+                s
+            }
+            Compression::Gzip => {
+                let mut dec = flate2::bufread::MultiGzDecoder::new(input);
+                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)?;
+                io::copy(&mut dec, &mut io::sink()).map_err(blob_err)?;
+                let mut rest = dec.into_inner();
+                io::copy(&mut rest, &mut io::sink()).map_err(blob_err)?;
+                s
+            }
+            Compression::Zstd => {
+                let mut dec = zstd::stream::read::Decoder::with_buffer(input).map_err(blob_err)?;
+                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)?;
+                io::copy(&mut dec, &mut io::sink()).map_err(blob_err)?;
+                let mut rest = dec.finish();
+                io::copy(&mut rest, &mut io::sink()).map_err(blob_err)?;
+                s
+            }
+        };
+        total.entries += stats.entries;
+        total.bytes += stats.bytes;
+        total.skipped.extend(stats.skipped);
+    }
+    Ok(total)
+}
+
+/// Reads a whole regular file of the tree, if present (small files such as /etc/passwd).
+pub fn read_small_file(tree: &Tree, path: &str, max: u64) -> Option<Vec<u8>> {
+    let p = TreePath::parse(path).ok()?;
+    match &tree.get(&p)?.kind {
+        NodeKind::File(c) if c.len() <= max => {
+            let mut out = Vec::new();
+            tree.open(c).read_to_end(&mut out).ok()?;
+            Some(out)
+        }
+        _ => None,
+    }
+}

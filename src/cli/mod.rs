@@ -1,4 +1,147 @@
-//! TODO
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line: argument definitions, dispatch, and the one place errors are printed.
+//!
+//! Each subcommand lives in its own file with one `Args` struct and one `run` that turns
+//! arguments into stage inputs and calls the stage. Exit codes: 0 success, 1 a check said
+//! no (stale lock, store corruption found), 2 an error (bad usage or input, I/O).
+
+mod build;
+mod completions;
+mod import;
+mod lock;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::source_date::SourceDate;
+
+/// Exit status for "a check said no".
+pub const EXIT_REJECTED: u8 = 1;
+/// Exit status for errors, including usage errors.
+pub const EXIT_ERROR: u8 = 2;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  a check said no (stale lock with --locked or `lock --check`, corrupt store with `store fsck`)
+  2  error: bad usage, bad input, missing image, I/O failure";
+
+/// Compose Linux OS images from pinned components, byte-identical on any machine.
+///
+/// cairn reads a LinuxKit-style YAML spec, pins every input by sha256 in a lock file,
+/// and assembles the image from a local content-addressed store (an OCI image layout).
+/// The same spec, lock and store contents give the same output bytes on any machine.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Content store directory (an OCI image layout). Default: $CAIRN_STORE, else
+    /// the user cache directory (~/.cache/cairn/store).
+    #[arg(long, global = true, value_name = "DIR", env = "CAIRN_STORE", hide_env = true)]
+    pub store: Option<PathBuf>,
+
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Import(import::Args),
+    Lock(lock::Args),
+    Build(build::Args),
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+    Completions(completions::Args),
+}
+
+/// Parses the command line, runs it, prints any error, and returns the exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EXIT_ERROR) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Import(args) => import::run(args, &cli.global),
+        Command::Lock(args) => lock::run(args, &cli.global),
+        Command::Build(args) => build::run(args, &cli.global),
+        Command::Store(cmd) => store::run(cmd, &cli.global),
+        Command::Completions(args) => completions::run(args),
+    }
+}
+
+impl GlobalArgs {
+    /// Opens the store named by `--store`/`CAIRN_STORE`, else the default one.
+    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        use anyhow::Context;
+        let root = match &self.store {
+            Some(p) if !p.as_os_str().is_empty() => p.clone(),
+            _ => crate::store::Store::default_root().context(
+                "finding the default store: no cache directory is known for this user\n\nSet --store DIR or CAIRN_STORE.",
+            )?,
+        };
+        crate::store::Store::open(&root)
+            .with_context(|| format!("opening the store {}", root.display()))
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment: unset or empty means none; malformed is an error.
+pub fn env_source_date() -> anyhow::Result<Option<SourceDate>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => Ok(Some(SourceDate::parse(&v)?)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("SOURCE_DATE_EPOCH is not valid UTF-8")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_each_verb() {
+        for argv in [
+            &["cairn", "import", "x.tar", "--name", "a/b:1"][..],
+            &["cairn", "lock", "x.yml", "--check"],
+            &["cairn", "build", "x.yml", "--format", "tar", "--format", "oci", "-o", "out", "--locked"],
+            &["cairn", "--store", "/s", "store", "ls"],
+            &["cairn", "store", "gc", "--dry-run"],
+            &["cairn", "store", "fsck"],
+            &["cairn", "completions", "bash"],
+        ] {
+            Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
 }

@@ -1,0 +1,176 @@
+//! `cairn build`: assemble a spec from pinned inputs and write the outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::assemble::{self, AssembleOptions};
+use crate::emit::{self, Format};
+use crate::lock::{self, LockMode};
+
+use super::GlobalArgs;
+use super::lock::LoadedSpec;
+
+/// Build an image from a spec, using only pinned inputs; never touches the network.
+///
+/// Every image must be pinned by the lock (SPEC.lock) or by an @sha256: reference in the
+/// spec. Output names follow LinuxKit: NAME.tar, NAME-kernel, NAME-initrd.img,
+/// NAME-cmdline, NAME.oci/. Several formats share one assembly. Outputs appear only
+/// when the whole build succeeded. All timestamps are clamped to SOURCE_DATE_EPOCH, else
+/// the spec's x-cairn.source-date-epoch, else the value the lock recorded.
+///
+/// Formats: tar, kernel+initrd (gzip initrd), kernel+initrd:zstd, oci.
+///
+/// Examples:
+///   cairn build examples/hello.yml --format tar --format kernel+initrd -o out/
+///   cairn build examples/hello.yml --locked --format oci -o out/
+///   SOURCE_DATE_EPOCH=1700000000 cairn build hello.yml --name hello-2023 -o out/
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The spec file (LinuxKit YAML).
+    pub spec: PathBuf,
+
+    /// Output format; repeat for several. Default: kernel+initrd.
+    #[arg(long = "format", short = 'f', value_name = "FORMAT")]
+    pub formats: Vec<Format>,
+
+    /// Output directory (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+
+    /// Base name of the outputs. Default: the spec file's name without extension.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Fail (exit 1) if SPEC.lock is missing or does not match the spec.
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Refuse layers that unpack to more than this many bytes in total.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
+    pub max_unpacked_size: u64,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let loaded = LoadedSpec::read(&args.spec)?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => loaded
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+            .context("choosing an output name: the spec file name is not UTF-8; pass --name")?,
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        anyhow::bail!("invalid output name {name:?}: it must be a plain file name");
+    }
+    let formats = if args.formats.is_empty() {
+        vec![Format::KernelInitrd(emit::compress::Codec::Gzip)]
+    } else {
+        args.formats.clone()
+    };
+    let env_sd = super::env_source_date()?;
+    let lock_file = loaded.read_lock()?;
+    let store = global.open_store()?;
+    let mode = if args.locked { LockMode::Locked } else { LockMode::PinnedOnly };
+    let spec_name = loaded.path.display().to_string();
+    let lock_name = loaded.lock_path().display().to_string();
+    let inputs = match lock::pin_for_build(
+        &loaded.spec,
+        &loaded.digest,
+        loaded.dir(),
+        lock_file.as_ref(),
+        mode,
+        &store,
+        env_sd,
+        (&spec_name, &lock_name),
+    )
+    .with_context(|| format!("building {spec_name}"))?
+    {
+        Ok(inputs) => inputs,
+        Err(stale) => {
+            eprintln!("cairn: {stale}");
+            return Ok(ExitCode::from(super::EXIT_REJECTED));
+        }
+    };
+
+    let progress = Progress::new(global.quiet);
+    progress.say(&format!("assembling {spec_name}"));
+    let opts = AssembleOptions { max_unpacked_size: args.max_unpacked_size };
+    let assembly = assemble::assemble(&loaded.spec, &loaded.text, &inputs, &store, &opts)
+        .with_context(|| format!("assembling {spec_name}"))?;
+    for s in &assembly.skipped {
+        progress.warn(&format!("left out a device node or FIFO: {s}"));
+    }
+
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating output directory {}", args.output.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cairn-build-")
+        .tempdir_in(&args.output)
+        .with_context(|| format!("writing to output directory {}", args.output.display()))?;
+    progress.say("writing outputs");
+    let outputs = emit::emit(&assembly.tree, &formats, staging.path(), &name, assembly.source_date)
+        .with_context(|| format!("writing outputs of {spec_name}"))?;
+    publish(staging.path(), &args.output, &outputs)?;
+    progress.finish();
+    if !global.quiet {
+        for o in &outputs {
+            println!("{}  {}", o.digest, args.output.join(&o.rel_path).display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves finished outputs from the staging directory into place, each with one rename.
+fn publish(staging: &Path, out: &Path, outputs: &[emit::Output]) -> anyhow::Result<()> {
+    for o in outputs {
+        let from = staging.join(&o.rel_path);
+        let to = out.join(&o.rel_path);
+        if to.is_dir() {
+            // A directory output (OCI layout) cannot be replaced by one rename: move the old
+            // one aside first, then delete it.
+            let old = staging.join(format!("{}.old", o.rel_path));
+            std::fs::rename(&to, &old)
+                .with_context(|| format!("replacing {}", to.display()))?;
+        }
+        std::fs::rename(&from, &to).with_context(|| format!("writing {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// A spinner on a terminal, silence otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        Progress { bar }
+    }
+    fn say(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+        }
+    }
+    fn warn(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("cairn: warning: {msg}")),
+            None => eprintln!("cairn: warning: {msg}"),
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
