@@ -430,6 +430,20 @@ impl Tree {
         }
     }
 
+    /// Copies every entry beneath `from` to the same relative place beneath `to` (which
+    /// must not lie inside `from`). Contents are shared, not copied: this is how one image
+    /// used by several containers is read from the store only once.
+    pub fn copy_subtree(&mut self, from: &TreePath, to: &TreePath, parent_template: &Node) -> Result<(), TreeError> {
+        let copies: Vec<(TreePath, Node)> = self
+            .iter_under(from)
+            .filter_map(|(p, n)| p.strip_prefix(from).map(|rel| (to.join_path(&rel), n.clone())))
+            .collect();
+        for (p, n) in copies {
+            self.insert(p, n, parent_template)?;
+        }
+        Ok(())
+    }
+
     /// Creates a hardlink as a second file entry sharing the target's contents. The target
     /// must already be a regular file in the tree.
     pub fn hardlink(

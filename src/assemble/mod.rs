@@ -13,8 +13,10 @@ pub mod bundle;
 pub mod files;
 pub mod layer;
 
+use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read};
 
+use crate::digest::Digest;
 use crate::lock::BuildInputs;
 use crate::source_date::SourceDate;
 use crate::spec::{Container, Role, Spec};
@@ -83,6 +85,7 @@ pub fn assemble(
     let mut budget = opts.max_unpacked_size;
     let mut skipped = Vec::new();
     let parent = Node::dir(0o755, sd.secs());
+    let mut unpacked: BTreeMap<Digest, TreePath> = BTreeMap::new();
 
     for pinned in &inputs.images {
         let label = pinned.image.to_string();
@@ -128,9 +131,26 @@ pub fn assemble(
                 let rootfs = bundle_dir.join_path(&TreePath::parse("rootfs").unwrap_or_default());
                 tree.insert(rootfs.clone(), Node::dir(0o755, sd.secs()), &parent)
                     .map_err(|source| AssembleError::Tree { path: rootfs.to_string(), source })?;
-                let stats =
-                    apply_image(&mut tree, &rootfs, store, &pinned.resolved, &label, sd, &mut budget)?;
-                skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                // Each blob is read once per build: a second container of the same image
+                // shares the first one's unpacked files.
+                match unpacked.get(&pinned.resolved.manifest) {
+                    Some(first) => tree
+                        .copy_subtree(first, &rootfs, &parent)
+                        .map_err(|source| AssembleError::Tree { path: rootfs.to_string(), source })?,
+                    None => {
+                        let stats = apply_image(
+                            &mut tree,
+                            &rootfs,
+                            store,
+                            &pinned.resolved,
+                            &label,
+                            sd,
+                            &mut budget,
+                        )?;
+                        skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                        unpacked.insert(pinned.resolved.manifest, rootfs.clone());
+                    }
+                }
                 let bundle_err =
                     |source| AssembleError::Bundle { name: container.name.clone(), source };
                 let config =
