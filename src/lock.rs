@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Digest, HashingReader};
 use crate::reference::ImageRef;
 use crate::source_date::{SourceDate, parse_rfc3339};
-use crate::spec::{Role, Spec};
+use crate::spec::{FileKind, Role, Spec};
 use crate::store::{ResolvedImage, Store, StoreError};
 
 /// The lock format version this build of cairn writes and reads.
@@ -148,7 +148,13 @@ impl Lockfile {
 
 /// Every `files[].source` in spec order.
 pub fn spec_sources(spec: &Spec) -> Vec<String> {
-    spec.files.iter().filter_map(|f| f.source.clone()).collect()
+    spec.files
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FileKind::Source { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Resolves `source` relative to the spec's directory (never the working directory, so a
@@ -238,18 +244,18 @@ pub fn resolve(
     }
     let mut files = BTreeMap::new();
     for f in &spec.files {
-        let Some(source) = &f.source else { continue };
+        let FileKind::Source { path: source, optional } = &f.kind else { continue };
         let path = source_path(spec_dir, source);
         match hash_source(&path) {
             Ok(locked) => {
                 files.insert(source.clone(), locked);
             }
             Err(LockError::Source { source: e, .. })
-                if f.optional && e.kind() == std::io::ErrorKind::NotFound => {}
+                if *optional && e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    let (source_date_epoch, source_date_origin) = match (env_source_date, spec.source_date_epoch()) {
+    let (source_date_epoch, source_date_origin) = match (env_source_date, spec.x_cairn.source_date_epoch) {
         (Some(sd), _) => (sd, SourceDateOrigin::Environment),
         (None, Some(sd)) => (sd, SourceDateOrigin::Spec),
         (None, None) => (source_date_from_inputs(&resolved_all), SourceDateOrigin::Inputs),
@@ -369,7 +375,7 @@ pub fn pin_for_build(
     }
     let mut files = BTreeMap::new();
     for f in &spec.files {
-        let Some(source) = &f.source else { continue };
+        let FileKind::Source { path: source, optional } = &f.kind else { continue };
         match lock.and_then(|l| l.files.get(source)) {
             Some(locked) => {
                 files.insert(
@@ -377,7 +383,7 @@ pub fn pin_for_build(
                     PinnedFile { path: source_path(spec_dir, source), locked: locked.clone() },
                 );
             }
-            None if f.optional => {}
+            None if *optional => {}
             None => {
                 return Err(LockError::Unpinned(format!(
                     "source file {source} is not pinned by the lock\n\nRun `cairn lock {spec_path}` to pin it."
@@ -385,7 +391,7 @@ pub fn pin_for_build(
             }
         }
     }
-    let source_date = match (env_source_date, spec.source_date_epoch(), lock) {
+    let source_date = match (env_source_date, spec.x_cairn.source_date_epoch, lock) {
         (Some(sd), _, _) => sd,
         (None, Some(sd), _) => sd,
         (None, None, Some(l)) => l.source_date_epoch,

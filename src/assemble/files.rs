@@ -11,8 +11,8 @@ use std::fs::File;
 use crate::digest::HashingReader;
 use crate::lock::BuildInputs;
 use crate::source_date::SourceDate;
-use crate::spec::{Owner, Spec};
-use crate::tree::{Content, Node, NodeKind, Tree, TreeError, TreePath};
+use crate::spec::{FileKind, Id, MetadataFormat, Spec};
+use crate::tree::{Content, Node, NodeKind, Tree, TreePath};
 
 use super::{AssembleError, read_small_file};
 
@@ -28,21 +28,33 @@ pub(super) fn place_files(
 ) -> Result<(), AssembleError> {
     let parent = Node::dir(0o755, sd.secs());
     for (index, entry) in spec.files.iter().enumerate() {
-        let fail = |reason: String| AssembleError::File { index, path: entry.path.clone(), reason };
-        let path = TreePath::parse(&entry.path).map_err(|e: TreeError| fail(e.to_string()))?;
-        let path = tree.resolve_parent(&TreePath::root(), &path).map_err(|e| fail(e.to_string()))?;
+        let fail = |reason: String| AssembleError::File {
+            index,
+            path: entry.path.to_string(),
+            reason,
+        };
+        let path =
+            tree.resolve_parent(&TreePath::root(), &entry.path).map_err(|e| fail(e.to_string()))?;
         let uid = owner_id(tree, entry.uid.as_ref(), "etc/passwd").map_err(&fail)?;
         let gid = owner_id(tree, entry.gid.as_ref(), "etc/group").map_err(&fail)?;
-        let kind = if entry.directory {
-            NodeKind::Dir
-        } else if let Some(target) = &entry.symlink {
-            NodeKind::Symlink(target.clone())
-        } else if let Some(contents) = &entry.contents {
-            NodeKind::File(Content::inline(contents.as_bytes().to_vec()))
-        } else if entry.metadata.as_deref() == Some("yaml") {
-            NodeKind::File(Content::inline(spec_yaml.as_bytes().to_vec()))
-        } else if let Some(source) = &entry.source {
-            match inputs.files.get(source) {
+        let (kind, mode) = match &entry.kind {
+            FileKind::Directory => (NodeKind::Dir, entry.mode),
+            FileKind::Symlink { target } => (NodeKind::Symlink(target.clone()), 0o777),
+            FileKind::Contents(text) => {
+                (NodeKind::File(Content::inline(text.as_bytes().to_vec())), entry.mode)
+            }
+            FileKind::Metadata(MetadataFormat::Yaml) => {
+                (NodeKind::File(Content::inline(spec_yaml.as_bytes().to_vec())), entry.mode)
+            }
+            FileKind::Metadata(MetadataFormat::Json) => {
+                let value: serde_json::Value = serde_norway::from_str(spec_yaml)
+                    .map_err(|e| fail(format!("converting the spec to JSON: {e}")))?;
+                let mut json = serde_json::to_vec(&value)
+                    .map_err(|e| fail(format!("converting the spec to JSON: {e}")))?;
+                json.push(b'\n');
+                (NodeKind::File(Content::inline(json)), entry.mode)
+            }
+            FileKind::Source { path: source, optional } => match inputs.files.get(source) {
                 Some(pinned) => {
                     let file = File::open(&pinned.path)
                         .map_err(|e| fail(format!("reading {}: {e}", pinned.path.display())))?;
@@ -58,24 +70,11 @@ pub(super) fn place_files(
                             pinned.locked.digest
                         )));
                     }
-                    NodeKind::File(content)
+                    (NodeKind::File(content), entry.mode)
                 }
-                None if entry.optional => continue,
+                None if *optional => continue,
                 None => return Err(fail(format!("source {source} is not pinned by the lock"))),
-            }
-        } else {
-            // An empty file, as LinuxKit writes for an entry with no contents.
-            NodeKind::File(Content::inline(Vec::new()))
-        };
-        let default_mode = match kind {
-            NodeKind::Dir => 0o700,
-            NodeKind::Symlink(_) => 0o777,
-            NodeKind::File(_) => 0o600,
-        };
-        let mode = if matches!(kind, NodeKind::Symlink(_)) {
-            0o777
-        } else {
-            entry.mode.unwrap_or(default_mode)
+            },
         };
         let node = Node { kind, mode: mode & 0o7777, uid, gid, mtime: sd.secs() };
         tree.insert(path, node, &parent).map_err(|e| fail(e.to_string()))?;
@@ -84,11 +83,11 @@ pub(super) fn place_files(
 }
 
 /// Looks a user or group name up in the tree's passwd/group file.
-fn owner_id(tree: &Tree, owner: Option<&Owner>, db: &str) -> Result<u32, String> {
+fn owner_id(tree: &Tree, owner: Option<&Id>, db: &str) -> Result<u32, String> {
     match owner {
         None => Ok(0),
-        Some(Owner::Id(id)) => Ok(*id),
-        Some(Owner::Name(name)) => {
+        Some(Id::Num(id)) => Ok(*id),
+        Some(Id::Name(name)) => {
             let text = read_small_file(tree, db, 16 << 20)
                 .ok_or_else(|| format!("cannot resolve {name:?}: the image has no /{db}"))?;
             String::from_utf8_lossy(&text)

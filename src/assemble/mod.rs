@@ -86,6 +86,7 @@ pub fn assemble(
     let mut skipped = Vec::new();
     let parent = Node::dir(0o755, sd.secs());
     let mut unpacked: BTreeMap<Digest, TreePath> = BTreeMap::new();
+    let ids = spec.id_map();
 
     for pinned in &inputs.images {
         let label = pinned.image.to_string();
@@ -115,32 +116,36 @@ pub fn assemble(
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
             }
             Role::Onboot | Role::Onshutdown | Role::Service => {
-                let (section, containers): (&str, &[Container]) = match pinned.role {
-                    Role::Onboot => ("onboot", &spec.onboot),
-                    Role::Onshutdown => ("onshutdown", &spec.onshutdown),
-                    _ => ("services", &spec.services),
+                let containers: &[Container] = match pinned.role {
+                    Role::Onboot => &spec.onboot,
+                    Role::Onshutdown => &spec.onshutdown,
+                    _ => &spec.services,
                 };
                 let Some(container) = containers.get(pinned.index) else { continue };
-                let dir_name = if pinned.role == Role::Service {
-                    container.name.clone()
-                } else {
-                    format!("{:03}-{}", pinned.index, container.name)
+                let Some(dir) = bundle::bundle_dir(pinned.role, pinned.index, &container.name)
+                else {
+                    continue;
                 };
-                let bundle_dir = TreePath::parse(&format!("containers/{section}/{dir_name}"))
-                    .map_err(|source| AssembleError::Tree { path: dir_name.clone(), source })?;
-                let rootfs = bundle_dir.join_path(&TreePath::parse("rootfs").unwrap_or_default());
-                tree.insert(rootfs.clone(), Node::dir(0o755, sd.secs()), &parent)
-                    .map_err(|source| AssembleError::Tree { path: rootfs.to_string(), source })?;
+                let tree_err = |source| AssembleError::Tree { path: dir.clone(), source };
+                let bundle_dir = TreePath::parse(&dir).map_err(tree_err)?;
+                let readonly = container.readonly.unwrap_or(false);
+                let extract = bundle_dir.join(bundle::rootfs_extract_dir(readonly)).map_err(tree_err)?;
+                // LinuxKit's bundle layout: the image in `rootfs/` (read-only) or in `lower/`
+                // with empty `rootfs/` and `tmp/` for the overlay the init mounts.
+                for sub in ["rootfs", "lower", "tmp"] {
+                    if sub == "rootfs" || !readonly {
+                        let p = bundle_dir.join(sub).map_err(tree_err)?;
+                        tree.insert(p, Node::dir(0o755, sd.secs()), &parent).map_err(tree_err)?;
+                    }
+                }
                 // Each blob is read once per build: a second container of the same image
                 // shares the first one's unpacked files.
                 match unpacked.get(&pinned.resolved.manifest) {
-                    Some(first) => tree
-                        .copy_subtree(first, &rootfs, &parent)
-                        .map_err(|source| AssembleError::Tree { path: rootfs.to_string(), source })?,
+                    Some(first) => tree.copy_subtree(first, &extract, &parent).map_err(tree_err)?,
                     None => {
                         let stats = apply_image(
                             &mut tree,
-                            &rootfs,
+                            &extract,
                             store,
                             &pinned.resolved,
                             &label,
@@ -148,24 +153,24 @@ pub fn assemble(
                             &mut budget,
                         )?;
                         skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
-                        unpacked.insert(pinned.resolved.manifest, rootfs.clone());
+                        unpacked.insert(pinned.resolved.manifest, extract.clone());
                     }
                 }
-                let bundle_err =
-                    |source| AssembleError::Bundle { name: container.name.clone(), source };
-                let config =
-                    bundle::render_config_json(&pinned.resolved.config_json, container)
-                        .map_err(bundle_err)?;
-                put_generated(&mut tree, &bundle_dir, "config.json", config, sd, &parent)?;
-                if let Some(runtime) = bundle::render_runtime_json(container).map_err(bundle_err)? {
-                    put_generated(&mut tree, &bundle_dir, "runtime.json", runtime, sd, &parent)?;
-                }
+                let config = bundle::runtime_config(&pinned.resolved.config_json, container, &ids)
+                    .map_err(|source| AssembleError::Bundle {
+                        name: container.name.clone(),
+                        source,
+                    })?;
+                let config_json = bundle::render_config_json(&config.oci);
+                put_generated(&mut tree, &bundle_dir, "config.json", config_json, sd, &parent)?;
+                let runtime_json = bundle::render_runtime_json(&config.runtime, &dir, readonly);
+                put_generated(&mut tree, &bundle_dir, "runtime.json", runtime_json, sd, &parent)?;
             }
         }
     }
 
     if let Some(kernel) = &spec.kernel {
-        let cmdline = kernel.cmdline.clone().unwrap_or_default();
+        let cmdline = kernel.cmdline.clone();
         let boot = TreePath::parse("boot").unwrap_or_default();
         put_generated(&mut tree, &boot, "cmdline", cmdline.into_bytes(), sd, &parent)?;
     }
@@ -212,7 +217,7 @@ fn place_kernel(
             }),
         }
     };
-    let binary = kernel.binary();
+    let binary = kernel.binary.as_str();
     let Some(mut node) = find(tree, binary)? else {
         return Err(AssembleError::NoKernel { image: label.to_string(), file: binary.to_string() });
     };
@@ -228,7 +233,7 @@ fn place_kernel(
         tree.insert(TreePath::parse("boot/ucode.cpio").unwrap_or_default(), node, parent)
             .map_err(|source| AssembleError::Tree { path: "boot/ucode.cpio".into(), source })?;
     }
-    if let Some(tar_name) = kernel.tar() {
+    if let Some(tar_name) = kernel.tar.as_deref() {
         if let Some(Node { kind: NodeKind::File(content), .. }) = find(tree, tar_name)? {
             let reader = tree
                 .open_owned(&content)
