@@ -505,7 +505,16 @@ impl<'a> Cx<'a> {
         }
         let mut tagged = Vec::new();
         for top in tops {
-            let ref_name = top.annotations().as_ref().and_then(|a| a.get(ANNOTATION_REF_NAME));
+            let annotations = top.annotations().as_ref();
+            // Docker 25+ writes the bare tag as ref.name and the full name here.
+            let containerd_name = annotations.and_then(|a| a.get("io.containerd.image.name"));
+            let ref_name =
+                annotations.and_then(|a| a.get(ANNOTATION_REF_NAME)).map(
+                    |r| match containerd_name {
+                        Some(full) if !r.contains('/') && !r.contains(':') => full,
+                        _ => r,
+                    },
+                );
             let image_name = match (name, ref_name) {
                 (Some(n), _) if tops.len() == 1 => n.without_digest(),
                 (_, Some(r)) if r.contains('/') || r.contains(':') => ImageRef::parse(r)

@@ -397,6 +397,18 @@ fn import_oci_layout_dir() {
     assert!(matches!(err, ImportError::NameRequired { .. }), "{err}");
     let out = import(&store, &dir2, Some(&r("example.com/other")), &opts()).unwrap();
     assert_eq!(out[0].name.to_string(), "example.com/other:latest");
+
+    // Docker 25+ `docker save`: a bare tag plus containerd's full name.
+    let dir3 = d.path().join("layout3");
+    let index = String::from_utf8(index_json(&[(img.manifest, img.manifest_size, Some("v3"))]))
+        .unwrap()
+        .replace(
+            r#""annotations":{"#,
+            r#""annotations":{"io.containerd.image.name":"docker.io/library/busybox:v3","#,
+        );
+    write_layout(&dir3, &img.blobs, index.as_bytes());
+    let out = import(&store, &dir3, None, &opts()).unwrap();
+    assert_eq!(out[0].name.to_string(), "docker.io/library/busybox:v3");
 }
 
 #[test]
