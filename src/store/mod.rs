@@ -200,8 +200,12 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut entries = fs::read_dir(root).map_err(StoreError::io("list", root))?;
-                if entries.next().is_some() {
+                // `.tmp` alone is what an interrupted first open leaves behind.
+                let foreign = fs::read_dir(root)
+                    .map_err(StoreError::io("list", root))?
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name() != TMP_DIR);
+                if foreign {
                     return Err(StoreError::invalid(
                         format!("store directory {}", root.display()),
                         "it is not empty and has no oci-layout file; refusing to turn it into a store",
@@ -211,11 +215,12 @@ impl Store {
             Err(e) => return Err(StoreError::io("read", &layout)(e)),
         }
         let store = Store { root: root.to_path_buf() };
-        for dir in [store.blob_dir(), store.tmp_dir()] {
-            fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;
-        }
+        // oci-layout first: once it exists, the directory is recognizably a store.
         if !layout.exists() {
             store.write_atomic("oci-layout", OCI_LAYOUT.as_bytes())?;
+        }
+        for dir in [store.blob_dir(), store.tmp_dir()] {
+            fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;
         }
         if !store.root.join("index.json").exists() {
             store.write_index(&[])?;
