@@ -1,0 +1,172 @@
+//! Store maintenance: garbage collection and consistency checks.
+//!
+//! Both walk the graph reachable from `index.json` (indexes → manifests → config and
+//! layers). `gc` refuses to run when that walk finds a problem, because a missing or broken
+//! manifest hides which layers are still needed; `fsck` reports every problem it finds.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::{MAX_JSON_BLOB, STALE_TEMP_AGE, Store, StoreError, walk};
+use crate::digest::{Digest, HashingReader};
+
+/// What [`Store::gc`] removed (or would remove, with `dry_run`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Unreachable blobs, sorted.
+    pub removed: Vec<Digest>,
+    /// Bytes in those blobs.
+    pub freed_bytes: u64,
+    /// Stale temporary files and staging directories.
+    pub removed_temp: Vec<PathBuf>,
+    /// Blobs still referenced.
+    pub kept: usize,
+}
+
+/// What [`Store::fsck`] found. [`FsckReport::is_ok`] tells whether the store is sound.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Blob files checked.
+    pub checked: usize,
+    /// Blobs whose content does not hash to their name: (name, actual digest).
+    pub corrupt: Vec<(Digest, Digest)>,
+    /// Blobs referenced from `index.json` (directly or not) that are absent.
+    pub missing: Vec<Digest>,
+    /// Other problems: unparsable manifests, size mismatches, unsupported media types,
+    /// files in `blobs/sha256` that are not named by a digest.
+    pub problems: Vec<String>,
+}
+
+impl FsckReport {
+    pub fn is_ok(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty() && self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Lists the blob files: (digest, size) pairs, and paths not named by a digest.
+    #[allow(clippy::type_complexity)]
+    fn list_blobs(&self) -> Result<(Vec<(Digest, u64)>, Vec<PathBuf>), StoreError> {
+        let dir = self.blob_dir();
+        let mut blobs = Vec::new();
+        let mut strays = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
+            let entry = entry.map_err(StoreError::io("list", &dir))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(StoreError::io("stat", &path))?;
+            match entry.file_name().to_str().and_then(Digest::from_hex) {
+                Some(d) if meta.is_file() => blobs.push((d, meta.len())),
+                _ => strays.push(path),
+            }
+        }
+        blobs.sort();
+        strays.sort();
+        Ok((blobs, strays))
+    }
+
+    fn walk_store(&self) -> Result<super::Walk, StoreError> {
+        let index = self.read_index()?;
+        Ok(walk(
+            index.manifests(),
+            |d| fs::metadata(self.blob_path(d)).ok().filter(|m| m.is_file()).map(|m| m.len()),
+            |d| self.read_blob(d, MAX_JSON_BLOB),
+        ))
+    }
+
+    /// Deletes blobs not reachable from `index.json` and temporary files older than an hour.
+    /// Refuses (and deletes nothing) when a reachable manifest or index is missing or broken.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport, StoreError> {
+        let w = self.walk_store()?;
+        if !w.missing.is_empty() || !w.problems.is_empty() {
+            let mut reasons: Vec<String> =
+                w.missing.iter().map(|d| format!("blob {d} is referenced but missing")).collect();
+            reasons.extend(w.problems);
+            return Err(StoreError::invalid(
+                format!("store {}", self.root.display()),
+                format!(
+                    "garbage collection needs an intact store; run `cairn store fsck`: {}",
+                    reasons.join("; ")
+                ),
+            ));
+        }
+        let mut report = GcReport { dry_run, ..GcReport::default() };
+        let (blobs, _) = self.list_blobs()?;
+        for (d, size) in blobs {
+            if w.reachable.contains_key(&d) {
+                report.kept += 1;
+                continue;
+            }
+            if !dry_run {
+                let path = self.blob_path(&d);
+                fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+            }
+            report.removed.push(d);
+            report.freed_bytes += size;
+        }
+        let tmp = self.tmp_dir();
+        let now = SystemTime::now();
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            let mut stale = Vec::new();
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= STALE_TEMP_AGE);
+                if old {
+                    stale.push(entry.path());
+                }
+            }
+            stale.sort();
+            for path in stale {
+                if !dry_run {
+                    let r = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    match r {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(StoreError::io("remove", &path)(e)),
+                    }
+                }
+                report.removed_temp.push(path);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Rehashes every blob and checks that everything reachable from `index.json` exists,
+    /// has the size its descriptor claims, and parses.
+    pub fn fsck(&self) -> Result<FsckReport, StoreError> {
+        let mut report = FsckReport::default();
+        let (blobs, strays) = self.list_blobs()?;
+        let mut corrupt = BTreeSet::new();
+        for (d, _) in &blobs {
+            let path = self.blob_path(d);
+            let file = fs::File::open(&path).map_err(StoreError::io("open", &path))?;
+            let mut r = HashingReader::new(file);
+            io::copy(&mut r, &mut io::sink()).map_err(StoreError::io("read", &path))?;
+            let (actual, _) = r.finish();
+            report.checked += 1;
+            if actual != *d {
+                report.corrupt.push((*d, actual));
+                corrupt.insert(*d);
+            }
+        }
+        report.problems.extend(
+            strays.iter().map(|p| format!("{} is not named by a sha256 digest", p.display())),
+        );
+        let w = self.walk_store()?;
+        report.missing = w.missing.into_iter().collect();
+        // A corrupt reachable JSON blob is already listed under `corrupt`.
+        report.problems.extend(w.problems.into_iter().filter(|p| !p.contains("is corrupt")));
+        Ok(report)
+    }
+}
