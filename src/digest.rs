@@ -31,9 +31,8 @@ impl Digest {
 
     /// Parses `sha256:<hex>`.
     pub fn parse(s: &str) -> Result<Digest, DigestError> {
-        let hex_part = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
+        let hex_part =
+            s.strip_prefix("sha256:").ok_or_else(|| DigestError::Algorithm(s.to_string()))?;
         Digest::from_hex(hex_part).ok_or_else(|| DigestError::Hex(s.to_string()))
     }
 
@@ -123,10 +122,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Hasher::new(),
-        }
+        HashingWriter { inner, hasher: Hasher::new() }
     }
     /// Returns the inner writer, the digest and the number of bytes written.
     pub fn finish(self) -> (W, Digest, u64) {
@@ -154,10 +150,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Hasher::new(),
-        }
+        HashingReader { inner, hasher: Hasher::new() }
     }
     pub fn finish(self) -> (Digest, u64) {
         let len = self.hasher.len();
@@ -189,14 +182,8 @@ mod tests {
     fn parse_round_trips_and_rejects_bad_forms() {
         let d = Digest::of(b"abc");
         assert_eq!(Digest::parse(&d.to_string()), Ok(d));
-        assert!(matches!(
-            Digest::parse("sha512:00"),
-            Err(DigestError::Algorithm(_))
-        ));
-        assert!(matches!(
-            Digest::parse("sha256:abc"),
-            Err(DigestError::Hex(_))
-        ));
+        assert!(matches!(Digest::parse("sha512:00"), Err(DigestError::Algorithm(_))));
+        assert!(matches!(Digest::parse("sha256:abc"), Err(DigestError::Hex(_))));
         let upper = format!("sha256:{}", d.hex().to_uppercase());
         assert!(matches!(Digest::parse(&upper), Err(DigestError::Hex(_))));
     }

@@ -35,9 +35,13 @@ pub enum LockError {
     Source { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a valid cairn lock file: {reason}")]
     Malformed { path: String, reason: String },
-    #[error("{path}: lock version {found} is not supported (this cairn reads version {LOCK_VERSION})")]
+    #[error(
+        "{path}: lock version {found} is not supported (this cairn reads version {LOCK_VERSION})"
+    )]
     Version { path: String, found: u32 },
-    #[error("source file {path} changed since it was locked: expected {expected}, found {actual}\n\nRun `cairn lock` again if the change is intended.")]
+    #[error(
+        "source file {path} changed since it was locked: expected {expected}, found {actual}\n\nRun `cairn lock` again if the change is intended."
+    )]
     SourceChanged { path: PathBuf, expected: Digest, actual: Digest },
     #[error("{0}")]
     Unpinned(String),
@@ -112,10 +116,8 @@ impl Lockfile {
         struct VersionOnly {
             lock_version: u32,
         }
-        let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| LockError::Malformed {
-            path: path.to_string(),
-            reason: e.to_string(),
-        })?;
+        let v: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|e| LockError::Malformed { path: path.to_string(), reason: e.to_string() })?;
         if v.lock_version != LOCK_VERSION {
             return Err(LockError::Version { path: path.to_string(), found: v.lock_version });
         }
@@ -164,13 +166,13 @@ pub fn source_path(spec_dir: &Path, source: &str) -> PathBuf {
 }
 
 /// Resolves one image through the store to a [`LockedImage`].
-pub fn lock_image(store: &Store, image: &ImageRef) -> Result<(LockedImage, ResolvedImage), LockError> {
+pub fn lock_image(
+    store: &Store,
+    image: &ImageRef,
+) -> Result<(LockedImage, ResolvedImage), LockError> {
     let err = |source| LockError::Image { reference: image.to_string(), source };
     let top = store.resolve(image).map_err(err)?;
-    let top_digest = Digest::parse(top.digest().as_ref()).map_err(|e| LockError::Image {
-        reference: image.to_string(),
-        source: StoreError::from_digest(e),
-    })?;
+    let top_digest = crate::store::desc_digest(&top).map_err(err)?;
     let resolved = store.resolve_image(&top, PLATFORM).map_err(err)?;
     let locked = LockedImage {
         reference: image.without_digest().to_string(),
@@ -255,11 +257,12 @@ pub fn resolve(
             Err(e) => return Err(e),
         }
     }
-    let (source_date_epoch, source_date_origin) = match (env_source_date, spec.x_cairn.source_date_epoch) {
-        (Some(sd), _) => (sd, SourceDateOrigin::Environment),
-        (None, Some(sd)) => (sd, SourceDateOrigin::Spec),
-        (None, None) => (source_date_from_inputs(&resolved_all), SourceDateOrigin::Inputs),
-    };
+    let (source_date_epoch, source_date_origin) =
+        match (env_source_date, spec.x_cairn.source_date_epoch) {
+            (Some(sd), _) => (sd, SourceDateOrigin::Environment),
+            (None, Some(sd)) => (sd, SourceDateOrigin::Spec),
+            (None, None) => (source_date_from_inputs(&resolved_all), SourceDateOrigin::Inputs),
+        };
     Ok(Lockfile {
         lock_version: LOCK_VERSION,
         spec_digest,
@@ -332,7 +335,9 @@ pub fn pin_for_build(
     };
     if mode == LockMode::Locked {
         match lock {
-            None => return Ok(Err(stale("the lock file does not exist (--locked needs one)".into()))),
+            None => {
+                return Ok(Err(stale("the lock file does not exist (--locked needs one)".into())));
+            }
             Some(l) => {
                 if let Err(reason) = l.check_fresh(spec, spec_digest) {
                     return Ok(Err(stale(reason)));
@@ -364,14 +369,23 @@ pub fn pin_for_build(
         };
         let (locked, resolved) = lock_image(store, &u.image.with_digest(top))?;
         if let Some(l) = from_lock {
-            if l.manifest != locked.manifest || l.config != locked.config || l.layers != locked.layers {
+            if l.manifest != locked.manifest
+                || l.config != locked.config
+                || l.layers != locked.layers
+            {
                 return Err(LockError::Unpinned(format!(
                     "image {key}: the store resolves {top} differently from the lock (manifest, config or layers differ)"
                 )));
             }
         }
         resolved_for_date.push(resolved.clone());
-        images.push(PinnedImage { role: u.role, index: u.index, image: u.image.clone(), locked, resolved });
+        images.push(PinnedImage {
+            role: u.role,
+            index: u.index,
+            image: u.image.clone(),
+            locked,
+            resolved,
+        });
     }
     let mut files = BTreeMap::new();
     for f in &spec.files {

@@ -20,10 +20,7 @@ pub enum ReferenceError {
     #[error("image reference {reference:?} has an invalid tag {tag:?}")]
     Tag { reference: String, tag: String },
     #[error("image reference {reference:?} has an invalid digest: {source}")]
-    Digest {
-        reference: String,
-        source: DigestError,
-    },
+    Digest { reference: String, source: DigestError },
 }
 
 /// A normalized image reference: registry, repository, and a tag, a digest, or both.
@@ -61,14 +58,10 @@ impl ImageRef {
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
                 && !t.starts_with(['.', '-']);
             if !ok {
-                return Err(ReferenceError::Tag {
-                    reference: input.to_string(),
-                    tag: t.clone(),
-                });
+                return Err(ReferenceError::Tag { reference: input.to_string(), tag: t.clone() });
             }
         }
         let (registry, repository) = match name.split_once('/') {
@@ -79,11 +72,8 @@ impl ImageRef {
             }
             _ => ("docker.io".to_string(), name.to_string()),
         };
-        let registry = if registry == "index.docker.io" {
-            "docker.io".to_string()
-        } else {
-            registry
-        };
+        let registry =
+            if registry == "index.docker.io" { "docker.io".to_string() } else { registry };
         let repository = if registry == "docker.io" && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -109,12 +99,7 @@ impl ImageRef {
             (None, None) => Some("latest".to_string()),
             (t, _) => t,
         };
-        Ok(ImageRef {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(ImageRef { registry, repository, tag, digest })
     }
 
     pub fn registry(&self) -> &str {
@@ -146,10 +131,7 @@ impl ImageRef {
 
     /// The same reference pinned to `digest`.
     pub fn with_digest(&self, digest: Digest) -> ImageRef {
-        ImageRef {
-            digest: Some(digest),
-            ..self.clone()
-        }
+        ImageRef { digest: Some(digest), ..self.clone() }
     }
 }
 
@@ -178,21 +160,12 @@ mod tests {
     fn normalizes_like_docker() {
         assert_eq!(norm("alpine"), "docker.io/library/alpine:latest");
         assert_eq!(norm("linuxkit/init:v1.0"), "docker.io/linuxkit/init:v1.0");
-        assert_eq!(
-            norm("index.docker.io/linuxkit/init:v1"),
-            "docker.io/linuxkit/init:v1"
-        );
+        assert_eq!(norm("index.docker.io/linuxkit/init:v1"), "docker.io/linuxkit/init:v1");
         assert_eq!(norm("localhost:5000/a/b"), "localhost:5000/a/b:latest");
         assert_eq!(norm("ghcr.io/x/y:1.2"), "ghcr.io/x/y:1.2");
         let d = Digest::of(b"x");
-        assert_eq!(
-            norm(&format!("alpine@{d}")),
-            format!("docker.io/library/alpine@{d}")
-        );
-        assert_eq!(
-            norm(&format!("alpine:3@{d}")),
-            format!("docker.io/library/alpine:3@{d}")
-        );
+        assert_eq!(norm(&format!("alpine@{d}")), format!("docker.io/library/alpine@{d}"));
+        assert_eq!(norm(&format!("alpine:3@{d}")), format!("docker.io/library/alpine:3@{d}"));
     }
 
     #[test]

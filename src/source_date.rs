@@ -28,18 +28,14 @@ impl SourceDate {
 
     pub fn new(secs: u64) -> Result<SourceDate, SourceDateError> {
         if secs > MAX_SOURCE_DATE {
-            return Err(SourceDateError {
-                value: secs.to_string(),
-            });
+            return Err(SourceDateError { value: secs.to_string() });
         }
         Ok(SourceDate(secs))
     }
 
     /// Parses the `SOURCE_DATE_EPOCH` format: decimal digits only.
     pub fn parse(value: &str) -> Result<SourceDate, SourceDateError> {
-        let err = || SourceDateError {
-            value: value.to_string(),
-        };
+        let err = || SourceDateError { value: value.to_string() };
         if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
         }
@@ -122,10 +118,7 @@ mod tests {
     #[test]
     fn parses_decimal_seconds_only() {
         assert_eq!(SourceDate::parse("0").unwrap().secs(), 0);
-        assert_eq!(
-            SourceDate::parse("1700000000").unwrap().secs(),
-            1_700_000_000
-        );
+        assert_eq!(SourceDate::parse("1700000000").unwrap().secs(), 1_700_000_000);
         for bad in ["", " 1", "1.5", "-1", "1e9", "0x10", "99999999999999999999"] {
             assert!(SourceDate::parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -142,14 +135,8 @@ mod tests {
     fn rfc3339_known_values() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
-        assert_eq!(
-            parse_rfc3339("2023-11-14T22:13:20.123456789Z"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2023-11-15T00:13:20+02:00"),
-            Some(1_700_000_000)
-        );
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339("2023-11-15T00:13:20+02:00"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-13-14T22:13:20Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

@@ -37,11 +37,7 @@ pub const MAX_SPEC_LEN: usize = 4 * 1024 * 1024;
 pub enum SpecError {
     /// The input is larger than [`MAX_SPEC_LEN`].
     #[error("{source_name}: spec is {len} bytes, more than the limit of {limit} bytes")]
-    TooLarge {
-        source_name: String,
-        len: usize,
-        limit: usize,
-    },
+    TooLarge { source_name: String, len: usize, limit: usize },
     /// The YAML is malformed, has an unknown field or a wrong type, or a value failed a
     /// check. `line` and `column` are 1-based and present whenever the parser knows them.
     #[error("{}", display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
@@ -258,20 +254,14 @@ struct Trust {
 #[serde(deny_unknown_fields)]
 pub struct XCairn {
     /// Used for every timestamp in the outputs unless `SOURCE_DATE_EPOCH` is set.
-    #[serde(
-        default,
-        rename = "source-date-epoch",
-        deserialize_with = "de_source_date"
-    )]
+    #[serde(default, rename = "source-date-epoch", deserialize_with = "de_source_date")]
     pub source_date_epoch: Option<SourceDate>,
 }
 
 fn de_source_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SourceDate>, D::Error> {
     deserialize_scalar(d, "a number of seconds since 1970", |s| {
-        SourceDate::parse(s.trim()).map_err(|e| {
-            e.to_string()
-                .replace("SOURCE_DATE_EPOCH", "source-date-epoch")
-        })
+        SourceDate::parse(s.trim())
+            .map_err(|e| e.to_string().replace("SOURCE_DATE_EPOCH", "source-date-epoch"))
     })
     .map(Some)
 }
@@ -373,13 +363,7 @@ pub struct SpecImage {
 
 impl SpecImage {
     fn use_as(&self, role: Role, index: usize, name: String) -> ImageUse {
-        ImageUse {
-            role,
-            index,
-            name,
-            raw: self.raw.clone(),
-            image: self.reference.clone(),
-        }
+        ImageUse { role, index, name, raw: self.raw.clone(), image: self.reference.clone() }
     }
 }
 
@@ -387,10 +371,7 @@ impl<'de> Deserialize<'de> for SpecImage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_scalar(d, "an image reference", |s| {
             let reference = ImageRef::parse(s).map_err(|e| e.to_string())?;
-            Ok(SpecImage {
-                raw: s.to_string(),
-                reference,
-            })
+            Ok(SpecImage { raw: s.to_string(), reference })
         })
     }
 }
@@ -440,13 +421,7 @@ impl<'de> Deserialize<'de> for Kernel {
                 Some("none") | Some("") => None,
                 Some(t) => Some(t.to_string()),
             };
-            Ok(Kernel {
-                image: r.image,
-                cmdline: r.cmdline,
-                binary,
-                tar,
-                ucode: r.ucode,
-            })
+            Ok(Kernel { image: r.image, cmdline: r.cmdline, binary, tar, ucode: r.ucode })
         })
     }
 }
@@ -602,11 +577,7 @@ pub struct Resources {
         skip_serializing_if = "Option::is_none"
     )]
     pub block_io: Option<BlockIo>,
-    #[serde(
-        default,
-        rename = "hugepageLimits",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, rename = "hugepageLimits", skip_serializing_if = "Vec::is_empty")]
     pub hugepage_limits: Vec<HugepageLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
@@ -642,11 +613,7 @@ pub struct Memory {
     pub kernel_tcp: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swappiness: Option<u64>,
-    #[serde(
-        default,
-        rename = "disableOOMKiller",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "disableOOMKiller", skip_serializing_if = "Option::is_none")]
     pub disable_oom_killer: Option<bool>,
 }
 
@@ -689,17 +656,9 @@ pub struct BlockIo {
     pub throttle_read_bps_device: Vec<ThrottleDevice>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttle_write_bps_device: Vec<ThrottleDevice>,
-    #[serde(
-        default,
-        rename = "throttleReadIOPSDevice",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, rename = "throttleReadIOPSDevice", skip_serializing_if = "Vec::is_empty")]
     pub throttle_read_iops_device: Vec<ThrottleDevice>,
-    #[serde(
-        default,
-        rename = "throttleWriteIOPSDevice",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, rename = "throttleWriteIOPSDevice", skip_serializing_if = "Vec::is_empty")]
     pub throttle_write_iops_device: Vec<ThrottleDevice>,
 }
 
@@ -922,10 +881,7 @@ impl ContainerConfig {
     /// are refused there, as in LinuxKit.
     pub fn from_label(label: &str) -> Result<ContainerConfig, String> {
         if label.len() > MAX_SPEC_LEN {
-            return Err(format!(
-                "label is {} bytes, more than {MAX_SPEC_LEN}",
-                label.len()
-            ));
+            return Err(format!("label is {} bytes, more than {MAX_SPEC_LEN}", label.len()));
         }
         serde_norway::from_str::<ContainerConfig>(label).map_err(|e| {
             let hint = unknown_field_hint(&e.to_string());
@@ -1039,13 +995,7 @@ impl<'de> Deserialize<'de> for File {
                 kinds.push(("contents", FileKind::Contents(c)));
             }
             if let Some(s) = r.source.filter(|s| !s.is_empty()) {
-                kinds.push((
-                    "source",
-                    FileKind::Source {
-                        path: s,
-                        optional: r.optional,
-                    },
-                ));
+                kinds.push(("source", FileKind::Source { path: s, optional: r.optional }));
             }
             if let Some(m) = r.metadata.filter(|m| !m.is_empty()) {
                 let fmt = match m.as_str() {
@@ -1071,31 +1021,14 @@ impl<'de> Deserialize<'de> for File {
                         r.path
                     )
                 } else {
-                    format!(
-                        "file {:?} sets {}: choose exactly one",
-                        r.path,
-                        names.join(" and ")
-                    )
+                    format!("file {:?} sets {}: choose exactly one", r.path, names.join(" and "))
                 });
             };
             if r.optional && !matches!(kind, FileKind::Source { .. }) {
-                return Err(format!(
-                    "file {:?}: optional applies only to source",
-                    r.path
-                ));
+                return Err(format!("file {:?}: optional applies only to source", r.path));
             }
-            let default_mode = if kind == FileKind::Directory {
-                0o700
-            } else {
-                0o600
-            };
-            Ok(File {
-                path,
-                kind,
-                mode: r.mode.unwrap_or(default_mode),
-                uid: r.uid,
-                gid: r.gid,
-            })
+            let default_mode = if kind == FileKind::Directory { 0o700 } else { 0o600 };
+            Ok(File { path, kind, mode: r.mode.unwrap_or(default_mode), uid: r.uid, gid: r.gid })
         })
     }
 }
@@ -1212,25 +1145,14 @@ x-cairn:
         assert_eq!(spec.services[1].uid, Some(Id::Num(0)));
         assert_eq!(spec.services[1].gid, Some(Id::Name("root".into())));
         assert_eq!(
-            spec.services[1]
-                .runtime
-                .as_ref()
-                .unwrap()
-                .bind_ns
-                .net
-                .as_deref(),
+            spec.services[1].runtime.as_ref().unwrap().bind_ns.net.as_deref(),
             Some("/run/netns/rngd")
         );
-        assert_eq!(
-            spec.x_cairn.source_date_epoch.map(|s| s.secs()),
-            Some(1_700_000_000)
-        );
+        assert_eq!(spec.x_cairn.source_date_epoch.map(|s| s.secs()), Some(1_700_000_000));
 
         let refs = spec.image_refs();
-        let roles: Vec<(Role, usize, &str)> = refs
-            .iter()
-            .map(|u| (u.role, u.index, u.name.as_str()))
-            .collect();
+        let roles: Vec<(Role, usize, &str)> =
+            refs.iter().map(|u| (u.role, u.index, u.name.as_str())).collect();
         assert_eq!(
             roles,
             [
@@ -1247,10 +1169,7 @@ x-cairn:
                 (Role::Service, 2, "nginx"),
             ]
         );
-        assert_eq!(
-            refs[1].image.digest().map(|d| d.to_string()).as_deref(),
-            Some(PINNED)
-        );
+        assert_eq!(refs[1].image.digest().map(|d| d.to_string()).as_deref(), Some(PINNED));
         assert_eq!(refs[7].image.name(), "docker.io/library/busybox");
 
         let files = &spec.files;
@@ -1262,10 +1181,7 @@ x-cairn:
         assert_eq!(files[3].mode, 0o444, "unquoted 0444 is octal");
         assert_eq!(files[4].path.as_str(), "usr/bin/vi");
         assert_eq!(files[4].mode, 0o600);
-        assert!(matches!(
-            &files[5].kind,
-            FileKind::Source { optional: true, .. }
-        ));
+        assert!(matches!(&files[5].kind, FileKind::Source { optional: true, .. }));
 
         let ids = spec.id_map();
         assert_eq!(ids["sysctl"], 100);
@@ -1293,20 +1209,14 @@ x-cairn:
         let e = err(
             "kernel:\n  image: linuxkit/kernel:6.6\nservice:\n  - name: a\n    image: alpine\n",
         );
-        assert!(
-            e.starts_with("examples/x.yml:3:1: unknown field `service`"),
-            "{e}"
-        );
+        assert!(e.starts_with("examples/x.yml:3:1: unknown field `service`"), "{e}");
         assert!(e.contains("did you mean `services`?"), "{e}");
     }
 
     #[test]
     fn unknown_container_field_with_hint() {
         let e = err("services:\n  - name: a\n    image: alpine\n    comand: [\"sh\"]\n");
-        assert!(
-            e.starts_with("examples/x.yml:4:5: services[0]: unknown field `comand`"),
-            "{e}"
-        );
+        assert!(e.starts_with("examples/x.yml:4:5: services[0]: unknown field `comand`"), "{e}");
         assert!(e.contains("\n\nhint: did you mean `command`?"), "{e}");
     }
 
@@ -1320,10 +1230,7 @@ x-cairn:
     #[test]
     fn wrong_type() {
         let e = err("services:\n  - name: a\n    image: alpine\n    readonly: maybe\n");
-        assert!(
-            e.starts_with("examples/x.yml:4:15: services[0].readonly: invalid type"),
-            "{e}"
-        );
+        assert!(e.starts_with("examples/x.yml:4:15: services[0].readonly: invalid type"), "{e}");
         let e = err("onboot: {name: a}\n");
         assert!(
             e.starts_with(
@@ -1357,10 +1264,7 @@ x-cairn:
     #[test]
     fn bad_container_names() {
         let e = err("services:\n  - name: \"\"\n    image: alpine\n");
-        assert!(
-            e.contains("examples/x.yml:2:5: services[0]: container name is empty"),
-            "{e}"
-        );
+        assert!(e.contains("examples/x.yml:2:5: services[0]: container name is empty"), "{e}");
         let e = err("services:\n  - name: ../../etc\n    image: alpine\n");
         assert!(e.contains("cannot be used as a directory name"), "{e}");
         let e = err("services:\n  - image: alpine\n");
@@ -1379,10 +1283,7 @@ x-cairn:
             "{e}"
         );
         let e = err(&format!("init:\n  - linuxkit/init@{}\n", "sha256:abc"));
-        assert!(
-            e.starts_with("examples/x.yml:2:5: init[0]: image reference"),
-            "{e}"
-        );
+        assert!(e.starts_with("examples/x.yml:2:5: init[0]: image reference"), "{e}");
     }
 
     #[test]
@@ -1397,10 +1298,7 @@ x-cairn:
     #[test]
     fn file_kind_rules() {
         let e = err("files:\n  - path: etc/x\n    contents: hi\n    source: /etc/passwd\n");
-        assert!(
-            e.contains("sets contents and source: choose exactly one"),
-            "{e}"
-        );
+        assert!(e.contains("sets contents and source: choose exactly one"), "{e}");
         let e = err("files:\n  - path: etc/x\n    directory: true\n    contents: hi\n");
         assert!(e.contains("sets directory and contents"), "{e}");
         let e = err("files:\n  - path: etc/x\n");
@@ -1424,21 +1322,13 @@ x-cairn:
     fn malformed_yaml_has_location() {
         let e = err("services:\n  - name: a\n   image: [\n");
         assert!(e.starts_with("examples/x.yml:"), "{e}");
-        assert!(
-            e.split(':')
-                .nth(1)
-                .is_some_and(|l| l.parse::<usize>().is_ok()),
-            "{e}"
-        );
+        assert!(e.split(':').nth(1).is_some_and(|l| l.parse::<usize>().is_ok()), "{e}");
     }
 
     #[test]
     fn too_large() {
         let big = " ".repeat(MAX_SPEC_LEN + 1);
-        assert!(matches!(
-            parse("big.yml", &big),
-            Err(SpecError::TooLarge { .. })
-        ));
+        assert!(matches!(parse("big.yml", &big), Err(SpecError::TooLarge { .. })));
     }
 
     #[test]

@@ -22,11 +22,7 @@ pub enum TreeError {
     #[error("path {0:?} contains a NUL byte")]
     Nul(String),
     #[error("{path:?} cannot be created: {parent:?} is a {kind}, not a directory")]
-    NotADirectory {
-        path: String,
-        parent: String,
-        kind: &'static str,
-    },
+    NotADirectory { path: String, parent: String, kind: &'static str },
     #[error("{0:?}: too many levels of symbolic links (more than 40)")]
     SymlinkLoop(String),
     #[error(
@@ -133,8 +129,7 @@ impl TreePath {
         if self.0 == prefix.0 {
             return Some(TreePath::root());
         }
-        self.starts_with(prefix)
-            .then(|| TreePath(self.0[prefix.0.len() + 1..].to_string()))
+        self.starts_with(prefix).then(|| TreePath(self.0[prefix.0.len() + 1..].to_string()))
     }
 }
 
@@ -209,31 +204,13 @@ pub struct Node {
 
 impl Node {
     pub fn dir(mode: u32, mtime: u64) -> Node {
-        Node {
-            kind: NodeKind::Dir,
-            mode: mode & 0o7777,
-            uid: 0,
-            gid: 0,
-            mtime,
-        }
+        Node { kind: NodeKind::Dir, mode: mode & 0o7777, uid: 0, gid: 0, mtime }
     }
     pub fn file(content: Content, mode: u32, mtime: u64) -> Node {
-        Node {
-            kind: NodeKind::File(content),
-            mode: mode & 0o7777,
-            uid: 0,
-            gid: 0,
-            mtime,
-        }
+        Node { kind: NodeKind::File(content), mode: mode & 0o7777, uid: 0, gid: 0, mtime }
     }
     pub fn symlink(target: impl Into<String>, mtime: u64) -> Node {
-        Node {
-            kind: NodeKind::Symlink(target.into()),
-            mode: 0o777,
-            uid: 0,
-            gid: 0,
-            mtime,
-        }
+        Node { kind: NodeKind::Symlink(target.into()), mode: 0o777, uid: 0, gid: 0, mtime }
     }
     pub fn with_owner(mut self, uid: u32, gid: u32) -> Node {
         self.uid = uid;
@@ -257,10 +234,7 @@ pub struct Tree {
 impl Tree {
     /// An empty tree whose spool is an anonymous file in the system temporary directory.
     pub fn new() -> io::Result<Tree> {
-        Ok(Tree {
-            nodes: BTreeMap::new(),
-            spool: Spool::new()?,
-        })
+        Ok(Tree { nodes: BTreeMap::new(), spool: Spool::new()? })
     }
 
     pub fn get(&self, path: &TreePath) -> Option<&Node> {
@@ -296,12 +270,7 @@ impl Tree {
         // sorts between "a" and "a/", so a plain range from "a" would include it.
         let lo = TreePath(format!("{}/", prefix.0));
         let hi = TreePath(format!("{}0", prefix.0));
-        Box::new(
-            self.nodes
-                .get_key_value(prefix)
-                .into_iter()
-                .chain(self.nodes.range(lo..hi)),
-        )
+        Box::new(self.nodes.get_key_value(prefix).into_iter().chain(self.nodes.range(lo..hi)))
     }
 
     /// Resolves the directories leading to `path` (not its last component) inside the
@@ -337,9 +306,8 @@ impl Tree {
                 }
                 _ => {}
             }
-            let here = root
-                .join_path(&TreePath(stack.join("/")))
-                .join_path(&TreePath(comp.clone()));
+            let here =
+                root.join_path(&TreePath(stack.join("/"))).join_path(&TreePath(comp.clone()));
             match self.nodes.get(&here).map(|n| &n.kind) {
                 Some(NodeKind::Symlink(target)) => {
                     hops += 1;
@@ -420,11 +388,8 @@ impl Tree {
 
     /// Removes everything beneath `dir` but keeps `dir` (an opaque-directory whiteout).
     pub fn clear_dir(&mut self, dir: &TreePath) {
-        let doomed: Vec<TreePath> = self
-            .iter_under(dir)
-            .filter(|(p, _)| *p != dir)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let doomed: Vec<TreePath> =
+            self.iter_under(dir).filter(|(p, _)| *p != dir).map(|(p, _)| p.clone()).collect();
         for p in &doomed {
             self.nodes.remove(p);
         }
@@ -433,7 +398,12 @@ impl Tree {
     /// Copies every entry beneath `from` to the same relative place beneath `to` (which
     /// must not lie inside `from`). Contents are shared, not copied: this is how one image
     /// used by several containers is read from the store only once.
-    pub fn copy_subtree(&mut self, from: &TreePath, to: &TreePath, parent_template: &Node) -> Result<(), TreeError> {
+    pub fn copy_subtree(
+        &mut self,
+        from: &TreePath,
+        to: &TreePath,
+        parent_template: &Node,
+    ) -> Result<(), TreeError> {
         let copies: Vec<(TreePath, Node)> = self
             .iter_under(from)
             .filter_map(|(p, n)| p.strip_prefix(from).map(|rel| (to.join_path(&rel), n.clone())))
@@ -453,12 +423,7 @@ impl Tree {
         parent_template: &Node,
     ) -> Result<(), TreeError> {
         let node = match self.nodes.get(target) {
-            Some(
-                n @ Node {
-                    kind: NodeKind::File(_),
-                    ..
-                },
-            ) => n.clone(),
+            Some(n @ Node { kind: NodeKind::File(_), .. }) => n.clone(),
             _ => {
                 return Err(TreeError::BadHardlink {
                     path: path.to_string(),
@@ -478,11 +443,9 @@ impl Tree {
     /// A reader over a file's contents.
     pub fn open(&self, content: &Content) -> ContentReader<'_> {
         match content {
-            Content::Spooled { offset, len } => ContentReader::Spooled {
-                file: &self.spool.file,
-                pos: *offset,
-                end: offset + len,
-            },
+            Content::Spooled { offset, len } => {
+                ContentReader::Spooled { file: &self.spool.file, pos: *offset, end: offset + len }
+            }
             Content::Inline(bytes) => ContentReader::Inline(io::Cursor::new(bytes.clone())),
         }
     }
@@ -516,10 +479,7 @@ struct Spool {
 
 impl Spool {
     fn new() -> io::Result<Spool> {
-        Ok(Spool {
-            file: tempfile::tempfile()?,
-            len: 0,
-        })
+        Ok(Spool { file: tempfile::tempfile()?, len: 0 })
     }
 
     fn append(&mut self, mut reader: impl Read, limit: u64) -> Result<Content, TreeError> {
@@ -540,10 +500,7 @@ impl Spool {
             self.file.write_all(&buf[..n]).map_err(TreeError::Spool)?;
         }
         self.len += written;
-        Ok(Content::Spooled {
-            offset,
-            len: written,
-        })
+        Ok(Content::Spooled { offset, len: written })
     }
 }
 
@@ -584,10 +541,7 @@ fn read_spooled(file: &File, pos: &mut u64, end: u64, buf: &mut [u8]) -> io::Res
     }
     let n = file.read_at(&mut buf[..want], *pos)?;
     if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "spool file truncated",
-        ));
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool file truncated"));
     }
     *pos += n as u64;
     Ok(n)
@@ -610,10 +564,7 @@ mod tests {
         assert_eq!(p("/usr//bin/./sh").as_str(), "usr/bin/sh");
         assert_eq!(p("./etc/").as_str(), "etc");
         assert!(p("/").is_root());
-        assert!(matches!(
-            TreePath::parse("a/../../etc"),
-            Err(TreeError::DotDot(_))
-        ));
+        assert!(matches!(TreePath::parse("a/../../etc"), Err(TreeError::DotDot(_))));
         assert!(matches!(TreePath::parse("a\0b"), Err(TreeError::Nul(_))));
     }
 
@@ -628,14 +579,8 @@ mod tests {
     #[test]
     fn insert_creates_parents_and_remove_takes_subtree() {
         let mut t = Tree::new().unwrap();
-        t.insert(
-            p("a/b/c"),
-            Node::file(Content::inline("x"), 0o644, 0),
-            &dir(),
-        )
-        .unwrap();
-        t.insert(p("a-b"), Node::file(Content::inline("y"), 0o644, 0), &dir())
-            .unwrap();
+        t.insert(p("a/b/c"), Node::file(Content::inline("x"), 0o644, 0), &dir()).unwrap();
+        t.insert(p("a-b"), Node::file(Content::inline("y"), 0o644, 0), &dir()).unwrap();
         let paths: Vec<_> = t.iter().map(|(p, _)| p.as_str().to_string()).collect();
         assert_eq!(paths, ["a", "a-b", "a/b", "a/b/c"]);
         assert!(t.remove(&p("a")));
@@ -647,28 +592,13 @@ mod tests {
     fn symlinked_parents_resolve_inside_the_root() {
         let mut t = Tree::new().unwrap();
         let root = p("containers/x/rootfs");
-        t.insert(root.join("usr/bin").unwrap(), dir(), &dir())
-            .unwrap();
-        t.insert(
-            root.join("bin").unwrap(),
-            Node::symlink("/usr/bin", 0),
-            &dir(),
-        )
-        .unwrap();
-        t.insert(
-            root.join("up").unwrap(),
-            Node::symlink("../../../../../etc", 0),
-            &dir(),
-        )
-        .unwrap();
-        let got = t
-            .resolve_parent(&root, &root.join("bin/sh").unwrap())
-            .unwrap();
+        t.insert(root.join("usr/bin").unwrap(), dir(), &dir()).unwrap();
+        t.insert(root.join("bin").unwrap(), Node::symlink("/usr/bin", 0), &dir()).unwrap();
+        t.insert(root.join("up").unwrap(), Node::symlink("../../../../../etc", 0), &dir()).unwrap();
+        let got = t.resolve_parent(&root, &root.join("bin/sh").unwrap()).unwrap();
         assert_eq!(got, root.join("usr/bin/sh").unwrap());
         // Climbing out through a relative link stops at the subtree root.
-        let got = t
-            .resolve_parent(&root, &root.join("up/passwd").unwrap())
-            .unwrap();
+        let got = t.resolve_parent(&root, &root.join("up/passwd").unwrap()).unwrap();
         assert_eq!(got, root.join("etc/passwd").unwrap());
     }
 
@@ -688,22 +618,14 @@ mod tests {
         let c2 = t.spool(&b"world!"[..], 10).unwrap();
         assert_eq!(t.read_to_vec(&c1).unwrap(), b"hello");
         assert_eq!(t.read_to_vec(&c2).unwrap(), b"world!");
-        assert!(matches!(
-            t.spool(&[0u8; 11][..], 10),
-            Err(TreeError::TooLarge { limit: 10 })
-        ));
+        assert!(matches!(t.spool(&[0u8; 11][..], 10), Err(TreeError::TooLarge { limit: 10 })));
     }
 
     #[test]
     fn hardlink_needs_an_existing_file() {
         let mut t = Tree::new().unwrap();
         assert!(t.hardlink(p("x"), &p("missing"), &dir()).is_err());
-        t.insert(
-            p("f"),
-            Node::file(Content::inline("data"), 0o600, 0),
-            &dir(),
-        )
-        .unwrap();
+        t.insert(p("f"), Node::file(Content::inline("data"), 0o600, 0), &dir()).unwrap();
         t.hardlink(p("g"), &p("f"), &dir()).unwrap();
         assert_eq!(t.get(&p("g")), t.get(&p("f")));
     }

@@ -34,11 +34,7 @@ pub enum BundleError {
     Label { container: String, reason: String },
     /// A field of the spec entry (or the label) cannot be translated.
     #[error("container {container:?}: {field}: {reason}")]
-    Invalid {
-        container: String,
-        field: &'static str,
-        reason: String,
-    },
+    Invalid { container: String, field: &'static str, reason: String },
 }
 
 /// The OCI runtime spec version written to `ociVersion`.
@@ -293,16 +289,9 @@ pub fn runtime_config(
         reason,
     };
     let img = image.config().as_ref();
-    let label = match img
-        .and_then(|c| c.labels().as_ref())
-        .and_then(|l| l.get(LABEL))
-    {
-        Some(text) if !text.is_empty() => {
-            ContainerConfig::from_label(text).map_err(|reason| BundleError::Label {
-                container: name.to_string(),
-                reason,
-            })?
-        }
+    let label = match img.and_then(|c| c.labels().as_ref()).and_then(|l| l.get(LABEL)) {
+        Some(text) if !text.is_empty() => ContainerConfig::from_label(text)
+            .map_err(|reason| BundleError::Label { container: name.to_string(), reason })?,
         _ => ContainerConfig::default(),
     };
     let spec = container.config();
@@ -315,14 +304,10 @@ pub fn runtime_config(
             a
         })
         .unwrap_or_default();
-    let args = pick(&label.command, &spec.command)
-        .cloned()
-        .unwrap_or(image_args);
+    let args = pick(&label.command, &spec.command).cloned().unwrap_or(image_args);
     let image_env = img.and_then(|c| c.env().clone()).unwrap_or_default();
     let env = pick(&label.env, &spec.env).cloned().unwrap_or(image_env);
-    let image_cwd = img
-        .and_then(|c| c.working_dir().clone())
-        .unwrap_or_default();
+    let image_cwd = img.and_then(|c| c.working_dir().clone()).unwrap_or_default();
     let cwd = pick_str(&label.cwd, &spec.cwd)
         .map(str::to_string)
         .or(Some(image_cwd).filter(|s| !s.is_empty()))
@@ -347,45 +332,25 @@ pub fn runtime_config(
     };
     let mut mounts: BTreeMap<String, Mount> = BTreeMap::new();
     for m in [
-        simple(
-            "/proc",
-            "proc",
-            strs(&["nosuid", "nodev", "noexec", "relatime"]),
-        ),
+        simple("/proc", "proc", strs(&["nosuid", "nodev", "noexec", "relatime"])),
         simple("/dev", "tmpfs", dev_opts),
         simple(
             "/dev/pts",
             "devpts",
-            strs(&[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-            ]),
+            strs(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
         ),
         simple("/sys", "sysfs", sys_opts),
-        simple(
-            "/sys/fs/cgroup",
-            "cgroup",
-            strs(&["nosuid", "noexec", "nodev", "relatime", "ro"]),
-        ),
+        simple("/sys/fs/cgroup", "cgroup", strs(&["nosuid", "noexec", "nodev", "relatime", "ro"])),
     ] {
         mounts.insert(m.destination.clone(), m);
     }
-    for t in pick(&label.tmpfs, &spec.tmpfs)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    for t in pick(&label.tmpfs, &spec.tmpfs).map(Vec::as_slice).unwrap_or_default() {
         let parts: Vec<&str> = t.split(':').collect();
         let (dest, opts) = match parts.as_slice() {
             [d] => (*d, Vec::new()),
             [d, o] => (*d, o.split(',').map(str::to_string).collect()),
             _ => {
-                return Err(invalid(
-                    "tmpfs",
-                    format!("cannot parse {t:?}: too many ':'"),
-                ));
+                return Err(invalid("tmpfs", format!("cannot parse {t:?}: too many ':'")));
             }
         };
         mounts.insert(dest.to_string(), simple(dest, "tmpfs", opts));
@@ -405,10 +370,7 @@ pub fn runtime_config(
             }
             [_] => return Err(invalid("binds", format!("cannot parse {b:?}: missing ':'"))),
             _ => {
-                return Err(invalid(
-                    "binds",
-                    format!("cannot parse {b:?}: too many ':'"),
-                ));
+                return Err(invalid("binds", format!("cannot parse {b:?}: too many ':'")));
             }
         };
         let m = Mount {
@@ -420,16 +382,10 @@ pub fn runtime_config(
         };
         mounts.insert(dest.to_string(), m);
     }
-    for m in pick(&label.mounts, &spec.mounts)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    for m in pick(&label.mounts, &spec.mounts).map(Vec::as_slice).unwrap_or_default() {
         let mut m = m.clone();
         if m.kind.is_empty()
-            && matches!(
-                m.source.as_str(),
-                "mqueue" | "devpts" | "proc" | "sysfs" | "cgroup"
-            )
+            && matches!(m.source.as_str(), "mqueue" | "devpts" | "proc" | "sysfs" | "cgroup")
         {
             m.kind = m.source.clone();
         }
@@ -471,93 +427,46 @@ pub fn runtime_config(
         if value == "host" || value == "root" {
             return;
         }
-        let path = if value == "new" || value.is_empty() || Some(value) == extra_new {
-            ""
-        } else {
-            value
-        };
-        namespaces.push(Namespace {
-            kind,
-            path: path.to_string(),
-        });
+        let path =
+            if value == "new" || value.is_empty() || Some(value) == extra_new { "" } else { value };
+        namespaces.push(Namespace { kind, path: path.to_string() });
     };
-    ns(
-        "network",
-        pick_str(&label.net, &spec.net).unwrap_or("root"),
-        Some("none"),
-    );
-    ns(
-        "ipc",
-        pick_str(&label.ipc, &spec.ipc).unwrap_or("root"),
-        None,
-    );
-    ns(
-        "uts",
-        pick_str(&label.uts, &spec.uts).unwrap_or("root"),
-        None,
-    );
+    ns("network", pick_str(&label.net, &spec.net).unwrap_or("root"), Some("none"));
+    ns("ipc", pick_str(&label.ipc, &spec.ipc).unwrap_or("root"), None);
+    ns("uts", pick_str(&label.uts, &spec.uts).unwrap_or("root"), None);
     ns("pid", pick_str(&label.pid, &spec.pid).unwrap_or(""), None);
-    ns(
-        "user",
-        pick_str(&label.userns, &spec.userns).unwrap_or("root"),
-        None,
-    );
-    namespaces.push(Namespace {
-        kind: "mount",
-        path: String::new(),
-    });
-    namespaces.push(Namespace {
-        kind: "cgroup",
-        path: String::new(),
-    });
+    ns("user", pick_str(&label.userns, &spec.userns).unwrap_or("root"), None);
+    namespaces.push(Namespace { kind: "mount", path: String::new() });
+    namespaces.push(Namespace { kind: "cgroup", path: String::new() });
 
     // Capabilities.
     let caps = match &spec.capabilities {
         Some(c) => c.clone(),
-        None => merge_unique(
-            label.capabilities.as_deref(),
-            spec.capabilities_add.as_deref(),
-        ),
+        None => merge_unique(label.capabilities.as_deref(), spec.capabilities_add.as_deref()),
     };
     let caps = expand_caps(caps).map_err(|r| invalid("capabilities", r))?;
-    let ambient = pick(&label.ambient, &spec.ambient)
-        .cloned()
-        .unwrap_or_default();
+    let ambient = pick(&label.ambient, &spec.ambient).cloned().unwrap_or_default();
     let ambient = expand_caps(ambient).map_err(|r| invalid("ambient", r))?;
-    let bounding: Vec<String> = caps
-        .iter()
-        .chain(ambient.iter())
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let bounding: Vec<String> =
+        caps.iter().chain(ambient.iter()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
 
     let mut rlimits = Vec::new();
-    for r in pick(&label.rlimits, &spec.rlimits)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    for r in pick(&label.rlimits, &spec.rlimits).map(Vec::as_slice).unwrap_or_default() {
         rlimits.push(parse_rlimit(r).map_err(|reason| invalid("rlimits", reason))?);
     }
 
     let uid = numeric_id(pick(&label.uid, &spec.uid), ids).map_err(|r| invalid("uid", r))?;
     let gid = numeric_id(pick(&label.gid, &spec.gid), ids).map_err(|r| invalid("gid", r))?;
     let mut additional_gids = Vec::new();
-    for g in pick(&label.additional_gids, &spec.additional_gids)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    for g in
+        pick(&label.additional_gids, &spec.additional_gids).map(Vec::as_slice).unwrap_or_default()
     {
         additional_gids.push(numeric_id(Some(g), ids).map_err(|r| invalid("additionalGids", r))?);
     }
 
-    let mut resources = pick(&label.resources, &spec.resources)
-        .cloned()
-        .unwrap_or_default();
+    let mut resources = pick(&label.resources, &spec.resources).cloned().unwrap_or_default();
     let mut devices = Vec::new();
-    for d in pick(&label.devices, &spec.devices)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    for d in pick(&label.devices, &spec.devices).map(Vec::as_slice).unwrap_or_default() {
         if d.path == "all" {
             // A whole class of devices on the cgroup allow list, no node created.
             resources.devices.push(DeviceCgroup {
@@ -569,16 +478,11 @@ pub fn runtime_config(
             continue;
         }
         let mode_text = d.mode.as_deref().unwrap_or("");
-        let file_mode = u32::from_str_radix(mode_text, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
+        let file_mode =
+            u32::from_str_radix(mode_text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
                 invalid(
                     "devices",
-                    format!(
-                        "device {:?}: mode {mode_text:?} is not an octal value",
-                        d.path
-                    ),
+                    format!("device {:?}: mode {mode_text:?} is not an octal value", d.path),
                 )
             })?;
         devices.push(LinuxDevice {
@@ -600,11 +504,7 @@ pub fn runtime_config(
     let oci = OciConfig {
         oci_version: OCI_VERSION.to_string(),
         process: Process {
-            user: User {
-                uid,
-                gid,
-                additional_gids,
-            },
+            user: User { uid, gid, additional_gids },
             args,
             env,
             cwd,
@@ -616,23 +516,13 @@ pub fn runtime_config(
                 ambient,
             },
             rlimits,
-            no_new_privileges: spec
-                .no_new_privileges
-                .or(label.no_new_privileges)
-                .unwrap_or(false),
+            no_new_privileges: spec.no_new_privileges.or(label.no_new_privileges).unwrap_or(false),
             oom_score_adj: spec.oom_score_adj.or(label.oom_score_adj),
         },
-        root: Root {
-            path: "rootfs".to_string(),
-            readonly,
-        },
-        hostname: pick_str(&label.hostname, &spec.hostname)
-            .unwrap_or("")
-            .to_string(),
+        root: Root { path: "rootfs".to_string(), readonly },
+        hostname: pick_str(&label.hostname, &spec.hostname).unwrap_or("").to_string(),
         mounts: mounts.into_values().collect(),
-        annotations: pick(&label.annotations, &spec.annotations)
-            .cloned()
-            .unwrap_or_default(),
+        annotations: pick(&label.annotations, &spec.annotations).cloned().unwrap_or_default(),
         linux: Linux {
             uid_mappings: pick(&label.uid_mappings, &spec.uid_mappings)
                 .cloned()
@@ -640,9 +530,7 @@ pub fn runtime_config(
             gid_mappings: pick(&label.gid_mappings, &spec.gid_mappings)
                 .cloned()
                 .unwrap_or_default(),
-            sysctl: pick(&label.sysctl, &spec.sysctl)
-                .cloned()
-                .unwrap_or_default(),
+            sysctl: pick(&label.sysctl, &spec.sysctl).cloned().unwrap_or_default(),
             resources,
             cgroups_path: pick_str(&label.cgroups_path, &spec.cgroups_path)
                 .unwrap_or("")
@@ -660,10 +548,7 @@ pub fn runtime_config(
                 .unwrap_or_default(),
         },
     };
-    Ok(BundleConfig {
-        oci,
-        runtime: merge_runtime(label.runtime.as_ref(), spec.runtime.as_ref()),
-    })
+    Ok(BundleConfig { oci, runtime: merge_runtime(label.runtime.as_ref(), spec.runtime.as_ref()) })
 }
 
 /// The spec entry's value if set, else the label's (LinuxKit's `assign*` helpers).
@@ -699,9 +584,7 @@ fn expand_caps(caps: Vec<String>) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for c in caps {
         if !ALL_CAPABILITIES.contains(&c.as_str()) {
-            return Err(format!(
-                "unknown capability {c:?} (names look like CAP_NET_ADMIN)"
-            ));
+            return Err(format!("unknown capability {c:?} (names look like CAP_NET_ADMIN)"));
         }
         if !out.contains(&c) {
             out.push(c);
@@ -728,14 +611,9 @@ fn parse_rlimit(s: &str) -> Result<Rlimit, String> {
         if v.eq_ignore_ascii_case("unlimited") {
             return Ok(u64::MAX);
         }
-        v.parse::<u64>()
-            .map_err(|_| format!("{s:?}: {v:?} is not a number or \"unlimited\""))
+        v.parse::<u64>().map_err(|_| format!("{s:?}: {v:?} is not a number or \"unlimited\""))
     };
-    Ok(Rlimit {
-        kind,
-        soft: value(soft)?,
-        hard: value(hard)?,
-    })
+    Ok(Rlimit { kind, soft: value(soft)?, hard: value(hard)? })
 }
 
 fn numeric_id(id: Option<&Id>, ids: &BTreeMap<String, u32>) -> Result<u32, String> {
@@ -759,9 +637,7 @@ fn merge_runtime(label: Option<&spec::Runtime>, spec: Option<&spec::Runtime>) ->
         cgroups: pick(&l.cgroups, &s.cgroups).cloned().unwrap_or_default(),
         mounts: pick(&l.mounts, &s.mounts).cloned().unwrap_or_default(),
         mkdir: pick(&l.mkdir, &s.mkdir).cloned().unwrap_or_default(),
-        interfaces: pick(&l.interfaces, &s.interfaces)
-            .cloned()
-            .unwrap_or_default(),
+        interfaces: pick(&l.interfaces, &s.interfaces).cloned().unwrap_or_default(),
         bind_ns: BindNs {
             cgroup: ns(&l.bind_ns.cgroup, &s.bind_ns.cgroup),
             ipc: ns(&l.bind_ns.ipc, &s.bind_ns.ipc),
@@ -771,9 +647,7 @@ fn merge_runtime(label: Option<&spec::Runtime>, spec: Option<&spec::Runtime>) ->
             user: ns(&l.bind_ns.user, &s.bind_ns.user),
             uts: ns(&l.bind_ns.uts, &s.bind_ns.uts),
         },
-        namespace: pick_str(&l.namespace, &s.namespace)
-            .unwrap_or("")
-            .to_string(),
+        namespace: pick_str(&l.namespace, &s.namespace).unwrap_or("").to_string(),
     }
 }
 
@@ -837,9 +711,7 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     );
     // These types hold only strings, integers, bools, sequences and string-keyed maps, so
     // serializing them into a Vec cannot fail.
-    value
-        .serialize(&mut ser)
-        .expect("serializing a bundle config to memory cannot fail");
+    value.serialize(&mut ser).expect("serializing a bundle config to memory cannot fail");
     out.push(b'\n');
     out
 }
@@ -883,22 +755,14 @@ mod tests {
 
     #[test]
     fn spec_fields_reach_the_config() {
-        let img = image(
-            &["/bin/entry"],
-            &["--flag"],
-            &["PATH=/usr/bin", "A=1"],
-            None,
-        );
+        let img = image(&["/bin/entry"], &["--flag"], &["PATH=/usr/bin", "A=1"], None);
         let c = container(
             "services:\n  - name: web\n    image: nginx\n    command: [\"/usr/sbin/nginx\", \"-g\", \"daemon off;\"]\n    env: [\"A=2\", \"B=3\"]\n    binds: [\"/var/log:/var/log\", \"/etc/ssl:/etc/ssl:ro\"]\n    capabilities: [CAP_NET_BIND_SERVICE, CAP_CHOWN]\n    net: host\n    hostname: web1\n    readonly: true\n    sysctl: {net.core.somaxconn: \"1024\"}\n    rlimits: [\"nofile,1024,unlimited\"]\n    annotations: {b: \"2\", a: \"1\"}\n    oomScoreAdj: -100\n    noNewPrivileges: true\n",
         );
         let b = runtime_config(&img, &c, &BTreeMap::new()).unwrap();
         let v = value(&b.oci);
         assert_eq!(v["ociVersion"], "1.0.2");
-        assert_eq!(
-            v["process"]["args"],
-            json!(["/usr/sbin/nginx", "-g", "daemon off;"])
-        );
+        assert_eq!(v["process"]["args"], json!(["/usr/sbin/nginx", "-g", "daemon off;"]));
         assert_eq!(
             v["process"]["env"],
             json!(["A=2", "B=3"]),
@@ -936,21 +800,10 @@ mod tests {
             "net: host shares the host network namespace"
         );
         let mounts = v["mounts"].as_array().unwrap();
-        let dests: Vec<&str> = mounts
-            .iter()
-            .map(|m| m["destination"].as_str().unwrap())
-            .collect();
+        let dests: Vec<&str> = mounts.iter().map(|m| m["destination"].as_str().unwrap()).collect();
         assert_eq!(
             dests,
-            [
-                "/dev",
-                "/dev/pts",
-                "/etc/ssl",
-                "/proc",
-                "/sys",
-                "/sys/fs/cgroup",
-                "/var/log"
-            ]
+            ["/dev", "/dev/pts", "/etc/ssl", "/proc", "/sys", "/sys/fs/cgroup", "/var/log"]
         );
         let ssl = &mounts[2];
         assert_eq!(
@@ -972,12 +825,7 @@ mod tests {
     fn image_defaults_and_label() {
         let label =
             r#"{"binds":["/dev:/dev"],"capabilities":["CAP_SYS_ADMIN"],"net":"new","pid":"host"}"#;
-        let img = image(
-            &["/sbin/getty"],
-            &["-l"],
-            &["PATH=/bin", "TERM=linux"],
-            Some(label),
-        );
+        let img = image(&["/sbin/getty"], &["-l"], &["PATH=/bin", "TERM=linux"], Some(label));
         let c = container(
             "services:\n  - name: getty\n    image: linuxkit/getty:v1\n    binds.add: [\"/etc/profile:/etc/profile\"]\n    capabilities.add: [CAP_SYS_TTY_CONFIG]\n    env: [\"INSECURE=true\"]\n",
         );
@@ -985,16 +833,9 @@ mod tests {
         let o = &b.oci;
         assert_eq!(o.process.args, ["/sbin/getty", "-l"]);
         assert_eq!(o.process.env, ["INSECURE=true"]);
-        assert_eq!(
-            o.process.capabilities.effective,
-            ["CAP_SYS_ADMIN", "CAP_SYS_TTY_CONFIG"]
-        );
-        let binds: Vec<&str> = o
-            .mounts
-            .iter()
-            .filter(|m| m.kind == "bind")
-            .map(|m| m.destination.as_str())
-            .collect();
+        assert_eq!(o.process.capabilities.effective, ["CAP_SYS_ADMIN", "CAP_SYS_TTY_CONFIG"]);
+        let binds: Vec<&str> =
+            o.mounts.iter().filter(|m| m.kind == "bind").map(|m| m.destination.as_str()).collect();
         assert_eq!(binds, ["/dev", "/etc/profile"]);
         let kinds: Vec<&str> = o.linux.namespaces.iter().map(|n| n.kind).collect();
         assert_eq!(kinds, ["network", "mount", "cgroup"]);
@@ -1013,10 +854,7 @@ mod tests {
         assert_eq!(b.oci.process.args, ["/a", "b", "c"]);
         assert_eq!(b.oci.process.user.uid, 100);
         assert_eq!(b.oci.process.user.gid, 7);
-        assert_eq!(
-            b.oci.process.capabilities.effective.len(),
-            ALL_CAPABILITIES.len()
-        );
+        assert_eq!(b.oci.process.capabilities.effective.len(), ALL_CAPABILITIES.len());
     }
 
     #[test]
@@ -1041,9 +879,7 @@ mod tests {
             let c = container(&format!(
                 "services:\n  - name: sshd\n    image: alpine\n    rlimits: [\"{bad}\"]\n"
             ));
-            let e = runtime_config(&img, &c, &BTreeMap::new())
-                .unwrap_err()
-                .to_string();
+            let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err().to_string();
             assert!(e.starts_with("container \"sshd\": rlimits: "), "{e}");
         }
     }
@@ -1063,19 +899,13 @@ mod tests {
             ("mounts: [{destination: /x}]", "missing type"),
         ];
         for (field, want) in cases {
-            let c = container(&format!(
-                "services:\n  - name: s\n    image: alpine\n    {field}\n"
-            ));
-            let e = runtime_config(&img, &c, &BTreeMap::new())
-                .unwrap_err()
-                .to_string();
+            let c = container(&format!("services:\n  - name: s\n    image: alpine\n    {field}\n"));
+            let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err().to_string();
             assert!(e.contains(want), "{field}: {e}");
         }
         let img = image(&[], &[], &[], Some("{\"name\": \"x\"}"));
         let c = container("services:\n  - name: s\n    image: alpine\n");
-        let e = runtime_config(&img, &c, &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
+        let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("org.mobyproject.config is invalid"), "{e}");
     }
 
@@ -1108,10 +938,7 @@ mod tests {
         let b = runtime_config(&img, &c, &BTreeMap::new()).unwrap();
         let dir = bundle_dir(Role::Service, 0, "s").unwrap();
         assert_eq!(dir, "containers/services/s");
-        assert_eq!(
-            bundle_dir(Role::Onboot, 3, "x").unwrap(),
-            "containers/onboot/003-x"
-        );
+        assert_eq!(bundle_dir(Role::Onboot, 3, "x").unwrap(), "containers/onboot/003-x");
         let v: Value =
             serde_json::from_slice(&render_runtime_json(&b.runtime, &dir, false)).unwrap();
         assert_eq!(v["mkdir"], json!(["/var/lib/s"]));
@@ -1119,10 +946,7 @@ mod tests {
         assert_eq!(v["bindNS"]["pid"], "");
         let mounts = v["mounts"].as_array().unwrap();
         assert_eq!(mounts.len(), 4);
-        assert_eq!(
-            mounts[2]["options"][0],
-            "lowerdir=/containers/services/s/lower"
-        );
+        assert_eq!(mounts[2]["options"][0], "lowerdir=/containers/services/s/lower");
         assert_eq!(mounts[3]["destination"], "/b");
         let ro: Value =
             serde_json::from_slice(&render_runtime_json(&b.runtime, &dir, true)).unwrap();

@@ -28,11 +28,8 @@ pub(super) fn place_files(
 ) -> Result<(), AssembleError> {
     let parent = Node::dir(0o755, sd.secs());
     for (index, entry) in spec.files.iter().enumerate() {
-        let fail = |reason: String| AssembleError::File {
-            index,
-            path: entry.path.to_string(),
-            reason,
-        };
+        let fail =
+            |reason: String| AssembleError::File { index, path: entry.path.to_string(), reason };
         let path =
             tree.resolve_parent(&TreePath::root(), &entry.path).map_err(|e| fail(e.to_string()))?;
         let uid = owner_id(tree, entry.uid.as_ref(), "etc/passwd").map_err(&fail)?;
@@ -103,4 +100,3 @@ fn owner_id(tree: &Tree, owner: Option<&Id>, db: &str) -> Result<u32, String> {
         }
     }
 }
-

@@ -20,29 +20,13 @@ pub enum LayerError {
     #[error("{layer}: entry name {name:?} is not valid UTF-8")]
     NonUtf8 { layer: String, name: String },
     #[error("{layer}: entry {name:?}: {source}")]
-    Path {
-        layer: String,
-        name: String,
-        source: TreeError,
-    },
+    Path { layer: String, name: String, source: TreeError },
     #[error("{layer}: whiteout {name:?} does not name a plain file (it names {target:?})")]
-    BadWhiteout {
-        layer: String,
-        name: String,
-        target: String,
-    },
+    BadWhiteout { layer: String, name: String, target: String },
     #[error("{layer}: entry {name:?} has unsupported type {kind} ")]
-    Unsupported {
-        layer: String,
-        name: String,
-        kind: String,
-    },
+    Unsupported { layer: String, name: String, kind: String },
     #[error("{layer}: entry {name:?} has an owner id {id} larger than 32 bits")]
-    Owner {
-        layer: String,
-        name: String,
-        id: u64,
-    },
+    Owner { layer: String, name: String, id: u64 },
     #[error("{layer}: the archive is truncated or malformed: {source}")]
     Archive { layer: String, source: io::Error },
     #[error(
@@ -77,10 +61,7 @@ pub fn apply_layer(
     budget: &mut u64,
 ) -> Result<LayerStats, LayerError> {
     let mut archive = tar::Archive::new(reader);
-    let archive_err = |source: io::Error| LayerError::Archive {
-        layer: layer.to_string(),
-        source,
-    };
+    let archive_err = |source: io::Error| LayerError::Archive { layer: layer.to_string(), source };
     let mut stats = LayerStats::default();
     // Whiteouts hide lower layers only: entries this layer added survive them.
     let mut added: BTreeSet<TreePath> = BTreeSet::new();
@@ -158,69 +139,40 @@ pub fn apply_layer(
             E::Regular | E::Continuous => {
                 let len = entry.size();
                 if len > *budget {
-                    return Err(LayerError::TooLarge {
-                        layer: layer.to_string(),
-                        limit: *budget,
-                    });
+                    return Err(LayerError::TooLarge { layer: layer.to_string(), limit: *budget });
                 }
                 let content = tree.spool(&mut entry, *budget).map_err(|e| match e {
-                    TreeError::TooLarge { limit } => LayerError::TooLarge {
-                        layer: layer.to_string(),
-                        limit,
-                    },
+                    TreeError::TooLarge { limit } => {
+                        LayerError::TooLarge { layer: layer.to_string(), limit }
+                    }
                     TreeError::Spool(source) => archive_err(source),
                     other => path_err(other),
                 })?;
                 if content.len() != len {
                     return Err(archive_err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "entry {name:?} claims {len} bytes but has {}",
-                            content.len()
-                        ),
+                        format!("entry {name:?} claims {len} bytes but has {}", content.len()),
                     )));
                 }
                 *budget -= len;
                 stats.bytes += len;
-                let node = Node {
-                    kind: NodeKind::File(content),
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                };
-                tree.insert(path.clone(), node, &parent_template)
-                    .map_err(path_err)?;
+                let node = Node { kind: NodeKind::File(content), mode, uid, gid, mtime };
+                tree.insert(path.clone(), node, &parent_template).map_err(path_err)?;
             }
             E::Directory => {
-                let node = Node {
-                    kind: NodeKind::Dir,
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                };
-                tree.insert(path.clone(), node, &parent_template)
-                    .map_err(path_err)?;
+                let node = Node { kind: NodeKind::Dir, mode, uid, gid, mtime };
+                tree.insert(path.clone(), node, &parent_template).map_err(path_err)?;
             }
             E::Symlink => {
                 let target = link_name(&entry, layer, &name)?;
-                let node = Node {
-                    kind: NodeKind::Symlink(target),
-                    mode: 0o777,
-                    uid,
-                    gid,
-                    mtime,
-                };
-                tree.insert(path.clone(), node, &parent_template)
-                    .map_err(path_err)?;
+                let node = Node { kind: NodeKind::Symlink(target), mode: 0o777, uid, gid, mtime };
+                tree.insert(path.clone(), node, &parent_template).map_err(path_err)?;
             }
             E::Link => {
                 let target = link_name(&entry, layer, &name)?;
                 let target_full = root.join_path(&TreePath::parse(&target).map_err(path_err)?);
                 let target_path = tree.resolve_parent(root, &target_full).map_err(path_err)?;
-                tree.hardlink(path.clone(), &target_path, &parent_template)
-                    .map_err(path_err)?;
+                tree.hardlink(path.clone(), &target_path, &parent_template).map_err(path_err)?;
             }
             E::Char | E::Block | E::Fifo => {
                 stats.skipped.push(path.to_string());
@@ -313,14 +265,7 @@ mod tests {
 
     fn apply(tree: &mut Tree, bytes: &[u8]) -> Result<LayerStats, LayerError> {
         let mut budget = 1 << 20;
-        apply_layer(
-            tree,
-            &TreePath::root(),
-            bytes,
-            "test layer",
-            SourceDate::ZERO,
-            &mut budget,
-        )
+        apply_layer(tree, &TreePath::root(), bytes, "test layer", SourceDate::ZERO, &mut budget)
     }
 
     fn paths(tree: &Tree) -> Vec<String> {
@@ -359,16 +304,7 @@ mod tests {
         let mut t = Tree::new().unwrap();
         let bad = RawTar::new().file("../evil", b"x").finish();
         let err = apply(&mut t, &bad).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                LayerError::Path {
-                    source: TreeError::DotDot(_),
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, LayerError::Path { source: TreeError::DotDot(_), .. }), "{err}");
         assert!(t.is_empty());
     }
 
@@ -383,25 +319,11 @@ mod tests {
     fn writing_through_an_escaping_symlink_stays_inside() {
         let mut t = Tree::new().unwrap();
         let root = TreePath::parse("containers/x/rootfs").unwrap();
-        let bad = RawTar::new()
-            .symlink("escape", "/etc")
-            .symlink("up", "../../../..")
-            .finish();
+        let bad = RawTar::new().symlink("escape", "/etc").symlink("up", "../../../..").finish();
         let mut budget = 1 << 20;
         apply_layer(&mut t, &root, &bad[..], "l1", SourceDate::ZERO, &mut budget).unwrap();
-        let bad2 = RawTar::new()
-            .file("escape/passwd", b"x")
-            .file("up/etc/shadow", b"y")
-            .finish();
-        apply_layer(
-            &mut t,
-            &root,
-            &bad2[..],
-            "l2",
-            SourceDate::ZERO,
-            &mut budget,
-        )
-        .unwrap();
+        let bad2 = RawTar::new().file("escape/passwd", b"x").file("up/etc/shadow", b"y").finish();
+        apply_layer(&mut t, &root, &bad2[..], "l2", SourceDate::ZERO, &mut budget).unwrap();
         for (p, _) in t.iter() {
             assert!(p.starts_with(&root) || root.starts_with(p), "{p} escaped");
         }
@@ -422,30 +344,11 @@ mod tests {
     fn hardlinks_need_an_earlier_target_inside() {
         let mut t = Tree::new().unwrap();
         let err = apply(&mut t, &RawTar::new().hardlink("x", "not/yet").finish()).unwrap_err();
-        assert!(matches!(
-            err,
-            LayerError::Path {
-                source: TreeError::BadHardlink { .. },
-                ..
-            }
-        ));
-        let err = apply(
-            &mut t,
-            &RawTar::new().hardlink("x", "../../etc/passwd").finish(),
-        )
-        .unwrap_err();
-        assert!(matches!(
-            err,
-            LayerError::Path {
-                source: TreeError::DotDot(_),
-                ..
-            }
-        ));
-        apply(
-            &mut t,
-            &RawTar::new().file("f", b"data").hardlink("g", "f").finish(),
-        )
-        .unwrap();
+        assert!(matches!(err, LayerError::Path { source: TreeError::BadHardlink { .. }, .. }));
+        let err =
+            apply(&mut t, &RawTar::new().hardlink("x", "../../etc/passwd").finish()).unwrap_err();
+        assert!(matches!(err, LayerError::Path { source: TreeError::DotDot(_), .. }));
+        apply(&mut t, &RawTar::new().file("f", b"data").hardlink("g", "f").finish()).unwrap();
         assert_eq!(content(&t, "g"), b"data");
     }
 
@@ -474,11 +377,7 @@ mod tests {
     #[test]
     fn duplicates_last_one_wins() {
         let mut t = Tree::new().unwrap();
-        apply(
-            &mut t,
-            &RawTar::new().file("f", b"one").file("f", b"two").finish(),
-        )
-        .unwrap();
+        apply(&mut t, &RawTar::new().file("f", b"one").file("f", b"two").finish()).unwrap();
         assert_eq!(content(&t, "f"), b"two");
     }
 
@@ -493,20 +392,11 @@ mod tests {
     #[test]
     fn budget_stops_bombs() {
         let mut t = Tree::new().unwrap();
-        let tar = RawTar::new()
-            .file("a", &[0u8; 600])
-            .file("b", &[0u8; 600])
-            .finish();
+        let tar = RawTar::new().file("a", &[0u8; 600]).file("b", &[0u8; 600]).finish();
         let mut budget = 1000;
-        let err = apply_layer(
-            &mut t,
-            &TreePath::root(),
-            &tar[..],
-            "bomb",
-            SourceDate::ZERO,
-            &mut budget,
-        )
-        .unwrap_err();
+        let err =
+            apply_layer(&mut t, &TreePath::root(), &tar[..], "bomb", SourceDate::ZERO, &mut budget)
+                .unwrap_err();
         assert!(matches!(err, LayerError::TooLarge { .. }), "{err}");
     }
 

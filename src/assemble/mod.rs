@@ -34,7 +34,9 @@ pub enum AssembleError {
     Blob { image: String, digest: String, source: io::Error },
     #[error("opening layer {digest} of {image}: {source}")]
     Store { image: String, digest: String, source: StoreError },
-    #[error("kernel image {image} has no file {file:?} (set kernel.binary to the kernel's path inside the image)")]
+    #[error(
+        "kernel image {image} has no file {file:?} (set kernel.binary to the kernel's path inside the image)"
+    )]
     NoKernel { image: String, file: String },
     #[error("kernel image {image}: {file:?} is not a regular file")]
     KernelNotFile { image: String, file: String },
@@ -93,12 +95,17 @@ pub fn assemble(
         match pinned.role {
             Role::Kernel => {
                 let Some(kernel) = &spec.kernel else { continue };
-                let scratch = TreePath::parse(SCRATCH).map_err(|source| AssembleError::Tree {
-                    path: SCRATCH.to_string(),
-                    source,
-                })?;
-                let stats =
-                    apply_image(&mut tree, &scratch, store, &pinned.resolved, &label, sd, &mut budget)?;
+                let scratch = TreePath::parse(SCRATCH)
+                    .map_err(|source| AssembleError::Tree { path: SCRATCH.to_string(), source })?;
+                let stats = apply_image(
+                    &mut tree,
+                    &scratch,
+                    store,
+                    &pinned.resolved,
+                    &label,
+                    sd,
+                    &mut budget,
+                )?;
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
                 place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
                 tree.remove(&scratch);
@@ -129,7 +136,8 @@ pub fn assemble(
                 let tree_err = |source| AssembleError::Tree { path: dir.clone(), source };
                 let bundle_dir = TreePath::parse(&dir).map_err(tree_err)?;
                 let readonly = container.readonly.unwrap_or(false);
-                let extract = bundle_dir.join(bundle::rootfs_extract_dir(readonly)).map_err(tree_err)?;
+                let extract =
+                    bundle_dir.join(bundle::rootfs_extract_dir(readonly)).map_err(tree_err)?;
                 // LinuxKit's bundle layout: the image in `rootfs/` (read-only) or in `lower/`
                 // with empty `rootfs/` and `tmp/` for the overlay the init mounts.
                 for sub in ["rootfs", "lower", "tmp"] {
@@ -156,11 +164,10 @@ pub fn assemble(
                         unpacked.insert(pinned.resolved.manifest, extract.clone());
                     }
                 }
-                let config = bundle::runtime_config(&pinned.resolved.config_json, container, &ids)
-                    .map_err(|source| AssembleError::Bundle {
-                        name: container.name.clone(),
-                        source,
-                    })?;
+                let config =
+                    bundle::runtime_config(&pinned.resolved.config_json, container, &ids).map_err(
+                        |source| AssembleError::Bundle { name: container.name.clone(), source },
+                    )?;
                 let config_json = bundle::render_config_json(&config.oci);
                 put_generated(&mut tree, &bundle_dir, "config.json", config_json, sd, &parent)?;
                 let runtime_json = bundle::render_runtime_json(&config.runtime, &dir, readonly);
@@ -204,10 +211,8 @@ fn place_kernel(
     parent: &Node,
 ) -> Result<(), AssembleError> {
     let find = |tree: &Tree, file: &str| -> Result<Option<Node>, AssembleError> {
-        let rel = TreePath::parse(file).map_err(|source| AssembleError::Tree {
-            path: file.to_string(),
-            source,
-        })?;
+        let rel = TreePath::parse(file)
+            .map_err(|source| AssembleError::Tree { path: file.to_string(), source })?;
         match tree.get(&scratch.join_path(&rel)) {
             None => Ok(None),
             Some(n @ Node { kind: NodeKind::File(_), .. }) => Ok(Some(n.clone())),
@@ -227,7 +232,10 @@ fn place_kernel(
         .map_err(|source| AssembleError::Tree { path: "boot/kernel".into(), source })?;
     if let Some(ucode) = kernel.ucode.as_deref() {
         let Some(mut node) = find(tree, ucode)? else {
-            return Err(AssembleError::NoKernel { image: label.to_string(), file: ucode.to_string() });
+            return Err(AssembleError::NoKernel {
+                image: label.to_string(),
+                file: ucode.to_string(),
+            });
         };
         node.mtime = sd.secs();
         tree.insert(TreePath::parse("boot/ucode.cpio").unwrap_or_default(), node, parent)
@@ -235,9 +243,7 @@ fn place_kernel(
     }
     if let Some(tar_name) = kernel.tar.as_deref() {
         if let Some(Node { kind: NodeKind::File(content), .. }) = find(tree, tar_name)? {
-            let reader = tree
-                .open_owned(&content)
-                .map_err(AssembleError::Spool)?;
+            let reader = tree.open_owned(&content).map_err(AssembleError::Spool)?;
             let name = format!("{label} ({tar_name})");
             layer::apply_layer(tree, &TreePath::root(), reader, &name, sd, budget)?;
         }
@@ -263,8 +269,11 @@ fn apply_image(
             digest: digest.clone(),
             source,
         })?;
-        let blob_err =
-            |source| AssembleError::Blob { image: label.to_string(), digest: digest.clone(), source };
+        let blob_err = |source| AssembleError::Blob {
+            image: label.to_string(),
+            digest: digest.clone(),
+            source,
+        };
         let name = format!("layer {digest} of {label}");
         let mut input = BufReader::with_capacity(256 * 1024, blob);
         let stats = match layer.compression {

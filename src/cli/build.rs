@@ -134,8 +134,7 @@ fn publish(staging: &Path, out: &Path, outputs: &[emit::Output]) -> anyhow::Resu
             // A directory output (OCI layout) cannot be replaced by one rename: move the old
             // one aside first, then delete it.
             let old = staging.join(format!("{}.old", o.rel_path));
-            std::fs::rename(&to, &old)
-                .with_context(|| format!("replacing {}", to.display()))?;
+            std::fs::rename(&to, &old).with_context(|| format!("replacing {}", to.display()))?;
         }
         std::fs::rename(&from, &to).with_context(|| format!("writing {}", to.display()))?;
     }

@@ -40,15 +40,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let name = args
-        .name
-        .as_deref()
-        .map(ImageRef::parse)
-        .transpose()
-        .context("parsing --name")?;
+    let name = args.name.as_deref().map(ImageRef::parse).transpose().context("parsing --name")?;
     let source_date = super::env_source_date()?.unwrap_or(crate::source_date::SourceDate::ZERO);
     let store = global.open_store()?;
-    let opts = ImportOptions { source_date, max_blob_size: args.max_blob_size };
+    let opts =
+        ImportOptions { max_blob_size: args.max_blob_size, ..ImportOptions::new(source_date) };
     let imported = import(&store, &args.source, name.as_ref(), &opts)
         .with_context(|| format!("importing {}", args.source.display()))?;
     if !global.quiet {

@@ -135,7 +135,10 @@ mod tests {
         for argv in [
             &["cairn", "import", "x.tar", "--name", "a/b:1"][..],
             &["cairn", "lock", "x.yml", "--check"],
-            &["cairn", "build", "x.yml", "--format", "tar", "--format", "oci", "-o", "out", "--locked"],
+            &[
+                "cairn", "build", "x.yml", "--format", "tar", "--format", "oci", "-o", "out",
+                "--locked",
+            ],
             &["cairn", "--store", "/s", "store", "ls"],
             &["cairn", "store", "gc", "--dry-run"],
             &["cairn", "store", "fsck"],

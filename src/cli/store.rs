@@ -34,19 +34,44 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
         }
         StoreCommand::Gc { dry_run } => {
-            let report = store.gc(dry_run).with_context(|| format!("collecting garbage in {root}"))?;
+            let report =
+                store.gc(dry_run).with_context(|| format!("collecting garbage in {root}"))?;
+            let verb = if report.dry_run { "would remove" } else { "removed" };
+            for d in &report.removed {
+                println!("{verb}\t{d}");
+            }
             if !global.quiet {
-                eprintln!("cairn: {report}");
+                eprintln!(
+                    "cairn: {verb} {} blobs ({} bytes) and {} stale temporary files; kept {} blobs",
+                    report.removed.len(),
+                    report.freed_bytes,
+                    report.removed_temp.len(),
+                    report.kept
+                );
             }
         }
         StoreCommand::Fsck => {
             let report = store.fsck().with_context(|| format!("checking store {root}"))?;
-            if !report.is_clean() {
-                eprintln!("cairn: store {root} has problems:\n{report}");
+            for (expected, actual) in &report.corrupt {
+                println!("corrupt\t{expected}\tcontent hashes to {actual}");
+            }
+            for d in &report.missing {
+                println!("missing\t{d}");
+            }
+            for p in &report.problems {
+                println!("problem\t{p}");
+            }
+            if !report.is_ok() {
+                eprintln!(
+                    "cairn: store {root} has problems: {} corrupt, {} missing, {} other",
+                    report.corrupt.len(),
+                    report.missing.len(),
+                    report.problems.len()
+                );
                 return Ok(ExitCode::from(super::EXIT_REJECTED));
             }
             if !global.quiet {
-                eprintln!("cairn: store {root} is consistent: {report}");
+                eprintln!("cairn: store {root} is consistent ({} blobs checked)", report.checked);
             }
         }
     }

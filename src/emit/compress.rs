@@ -145,9 +145,7 @@ mod tests {
         assert_eq!(&gz[4..8], &[0, 0, 0, 0], "mtime");
         assert_eq!(gz[9], 255, "OS byte");
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut back)
-            .unwrap();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, b"hello");
     }
 
@@ -161,9 +159,7 @@ mod tests {
             let back = match codec {
                 Codec::Gzip => {
                     let mut v = Vec::new();
-                    flate2::read::GzDecoder::new(&a[..])
-                        .read_to_end(&mut v)
-                        .unwrap();
+                    flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut v).unwrap();
                     v
                 }
                 Codec::Zstd => zstd::stream::decode_all(&a[..]).unwrap(),
@@ -193,9 +189,6 @@ mod tests {
         for c in [Codec::Gzip, Codec::Zstd] {
             assert_eq!(c.to_string().parse::<Codec>().unwrap(), c);
         }
-        assert!(matches!(
-            "xz".parse::<Codec>(),
-            Err(EmitError::UnknownCodec(_))
-        ));
+        assert!(matches!("xz".parse::<Codec>(), Err(EmitError::UnknownCodec(_))));
     }
 }

@@ -80,15 +80,7 @@ pub fn write_newc<W: Write>(
         }
         pad4(u64::from(size), &mut out)?;
     }
-    let trailer = Head {
-        ino: 0,
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        nlink: 1,
-        mtime: 0,
-        size: 0,
-    };
+    let trailer = Head { ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, size: 0 };
     trailer.write(TRAILER, &mut out)?;
     Ok(out)
 }
@@ -174,22 +166,13 @@ pub(crate) mod tests {
                 u32::from_str_radix(s, 16).unwrap()
             };
             let (size, namesize) = (field(6) as usize, field(11) as usize);
-            assert_eq!(
-                (field(7), field(8), field(9), field(10), field(12)),
-                (0, 0, 0, 0, 0)
-            );
+            assert_eq!((field(7), field(8), field(9), field(10), field(12)), (0, 0, 0, 0, 0));
             let name_start = pos + 110;
             let name_bytes = &bytes[name_start..name_start + namesize];
             assert_eq!(name_bytes.last(), Some(&0));
-            let name = std::str::from_utf8(&name_bytes[..namesize - 1])
-                .unwrap()
-                .to_string();
+            let name = std::str::from_utf8(&name_bytes[..namesize - 1]).unwrap().to_string();
             let data_start = (name_start + namesize).next_multiple_of(4);
-            assert!(
-                bytes[name_start + namesize..data_start]
-                    .iter()
-                    .all(|&b| b == 0)
-            );
+            assert!(bytes[name_start + namesize..data_start].iter().all(|&b| b == 0));
             let data = bytes[data_start..data_start + size].to_vec();
             pos = (data_start + size).next_multiple_of(4);
             assert!(bytes[data_start + size..pos].iter().all(|&b| b == 0));
@@ -214,21 +197,14 @@ pub(crate) mod tests {
     fn round_trips_with_sequential_inodes() {
         let t = sample_tree();
         let bytes = write_newc(&t, |_| true, Vec::new()).unwrap();
-        assert_eq!(
-            write_newc(&t, |_| true, Vec::new()).unwrap(),
-            bytes,
-            "second run differs"
-        );
+        assert_eq!(write_newc(&t, |_| true, Vec::new()).unwrap(), bytes, "second run differs");
         let entries = parse_newc(&bytes);
         assert_eq!(entries.len(), t.len());
         for (i, (e, (path, node))) in entries.iter().zip(t.iter()).enumerate() {
             assert_eq!(e.name, path.as_str());
             assert_eq!(e.ino as usize, i + 1);
             assert_eq!(e.mode & 0o7777, node.mode);
-            assert_eq!(
-                (e.uid, e.gid, u64::from(e.mtime)),
-                (node.uid, node.gid, node.mtime)
-            );
+            assert_eq!((e.uid, e.gid, u64::from(e.mtime)), (node.uid, node.gid, node.mtime));
             match &node.kind {
                 NodeKind::Dir => assert_eq!((e.mode & 0o170000, e.nlink), (S_IFDIR, 2)),
                 NodeKind::File(c) => {
@@ -263,10 +239,7 @@ pub(crate) mod tests {
         let node = Node::file(Content::inline("x"), 0o644, u64::from(u32::MAX) + 1);
         t.insert(p("f"), node, &dir_template()).unwrap();
         let err = write_newc(&t, |_| true, Vec::new()).unwrap_err();
-        assert!(
-            matches!(err, EmitError::TooLarge { what: "mtime", .. }),
-            "{err}"
-        );
+        assert!(matches!(err, EmitError::TooLarge { what: "mtime", .. }), "{err}");
     }
 
     #[test]
@@ -289,16 +262,9 @@ pub(crate) mod tests {
         let writer = std::thread::spawn(move || stdin.write_all(&bytes));
         let out = child.wait_with_output().unwrap();
         writer.join().unwrap().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let listed: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let listed: Vec<String> =
+            String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
         let expected: Vec<String> = t.iter().map(|(p, _)| p.to_string()).collect();
         assert_eq!(listed, expected);
     }

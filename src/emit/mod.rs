@@ -45,20 +45,10 @@ pub enum EmitError {
     #[error("kernel+initrd needs a kernel: the spec has no kernel section")]
     MissingKernel,
     #[error("{path} in the image is a {kind}, but {format} needs a regular file there")]
-    NotAFile {
-        path: String,
-        kind: &'static str,
-        format: &'static str,
-    },
+    NotAFile { path: String, kind: &'static str, format: &'static str },
     /// Bad input: a value does not fit the output format's fields.
     #[error("{path}: {what} {value} does not fit the {format} format (at most {max})")]
-    TooLarge {
-        path: String,
-        what: &'static str,
-        value: u64,
-        max: u64,
-        format: &'static str,
-    },
+    TooLarge { path: String, what: &'static str, value: u64, max: u64, format: &'static str },
     /// Environment: reading a file's contents from the tree's spool failed.
     #[error("reading the contents of {path} from the build spool: {source}")]
     ReadContent { path: String, source: io::Error },
@@ -70,20 +60,14 @@ pub enum EmitError {
     Io { path: PathBuf, source: io::Error },
     /// Internal bug: generated JSON could not be serialized.
     #[error("serializing {what}: {source} (this is a bug in cairn)")]
-    Json {
-        what: &'static str,
-        source: serde_json::Error,
-    },
+    Json { what: &'static str, source: serde_json::Error },
 }
 
 impl EmitError {
     /// Names the output file for an error of the underlying stream.
     fn at(self, path: &Path) -> EmitError {
         match self {
-            EmitError::Write(source) => EmitError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
+            EmitError::Write(source) => EmitError::Io { path: path.to_path_buf(), source },
             e => e,
         }
     }
@@ -204,20 +188,17 @@ fn emit_kernel_initrd(
                 kind: "directory",
                 format: FORMAT,
             }),
-            Some(NodeKind::Symlink(_)) => Err(EmitError::NotAFile {
-                path: raw.to_string(),
-                kind: "symlink",
-                format: FORMAT,
-            }),
+            Some(NodeKind::Symlink(_)) => {
+                Err(EmitError::NotAFile { path: raw.to_string(), kind: "symlink", format: FORMAT })
+            }
         }
     };
     let kernel = file_at(KERNEL_PATH)?.ok_or(EmitError::MissingKernel)?;
     let cmdline = file_at(CMDLINE_PATH)?;
     let ucode = file_at(UCODE_PATH)?;
 
-    let kernel_out = write_file(dir, format!("{name}-kernel"), |w| {
-        copy_content(tree, KERNEL_PATH, kernel, w)
-    })?;
+    let kernel_out =
+        write_file(dir, format!("{name}-kernel"), |w| copy_content(tree, KERNEL_PATH, kernel, w))?;
     let initrd_out = write_file(dir, format!("{name}-initrd.img"), |w| {
         if let Some(ucode) = ucode {
             copy_content(tree, UCODE_PATH, ucode, w)?;
@@ -243,31 +224,20 @@ fn write_file(
     body: impl FnOnce(&mut HashingWriter<BufWriter<File>>) -> Result<(), EmitError>,
 ) -> Result<Output, EmitError> {
     let path = dir.join(&rel);
-    let io_err = |source| EmitError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io_err = |source| EmitError::Io { path: path.clone(), source };
     let file = File::create(&path).map_err(io_err)?;
     let mut w = HashingWriter::new(BufWriter::with_capacity(CHUNK, file));
     body(&mut w).map_err(|e| e.at(&path))?;
     let (buf, digest, size) = w.finish();
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
     finish_file(&file, &path)?;
-    Ok(Output {
-        rel_path: rel,
-        digest,
-        size,
-    })
+    Ok(Output { rel_path: rel, digest, size })
 }
 
 /// Gives an output file mode 0644 whatever the umask (and tempfile's 0600), then syncs it.
 fn finish_file(file: &File, path: &Path) -> Result<(), EmitError> {
-    let io_err = |source| EmitError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    file.set_permissions(Permissions::from_mode(0o644))
-        .map_err(io_err)?;
+    let io_err = |source| EmitError::Io { path: path.to_path_buf(), source };
+    file.set_permissions(Permissions::from_mode(0o644)).map_err(io_err)?;
     file.sync_all().map_err(io_err)
 }
 
@@ -283,17 +253,9 @@ fn copy_content<W: Write + ?Sized>(
     content: &Content,
     out: &mut W,
 ) -> Result<(), EmitError> {
-    let read_err = |source| EmitError::ReadContent {
-        path: path.to_string(),
-        source,
-    };
+    let read_err = |source| EmitError::ReadContent { path: path.to_string(), source };
     let mut reader = tree.open(content);
-    let mut buf = vec![
-        0u8;
-        CHUNK
-            .min(usize::try_from(content.len()).unwrap_or(CHUNK))
-            .max(1)
-    ];
+    let mut buf = vec![0u8; CHUNK.min(usize::try_from(content.len()).unwrap_or(CHUNK)).max(1)];
     let mut left = content.len();
     while left > 0 {
         let n = match reader.read(&mut buf) {
@@ -335,27 +297,15 @@ pub(crate) mod testutil {
         let longer = format!("{long_dir}/{}", "n".repeat(200));
         let entries = vec![
             ("bin", Node::dir(0o755, 1000)),
-            (
-                "bin/sh",
-                Node::file(Content::inline("#!/bin/sh\n"), 0o755, 1000),
-            ),
+            ("bin/sh", Node::file(Content::inline("#!/bin/sh\n"), 0o755, 1000)),
             ("bin/su", Node::file(Content::inline("su"), 0o4755, 1000)),
             ("etc/empty", Node::file(Content::inline(""), 0o644, 900)),
-            (
-                "home/user/big",
-                Node::file(spooled, 0o600, 1000).with_owner(1000, 1000),
-            ),
+            ("home/user/big", Node::file(spooled, 0o600, 1000).with_owner(1000, 1000)),
             ("home/user", Node::dir(0o700, 1000).with_owner(1000, 1000)),
             ("usr/bin/sh", Node::symlink("../../bin/sh", 1000)),
-            (
-                "lib",
-                Node::symlink("/usr/lib/".to_string() + &"t".repeat(150), 1000),
-            ),
+            ("lib", Node::symlink("/usr/lib/".to_string() + &"t".repeat(150), 1000)),
             (long_dir.as_str(), Node::dir(0o755, 1000)),
-            (
-                longer.as_str(),
-                Node::file(Content::inline("long"), 0o644, 1000),
-            ),
+            (longer.as_str(), Node::file(Content::inline("long"), 0o644, 1000)),
             ("tmp", Node::dir(0o1777, 1000)),
         ];
         for (path, node) in entries {
@@ -395,74 +345,39 @@ mod tests {
     fn kernel_initrd_needs_a_kernel() {
         let t = sample_tree();
         let dir = tempfile::tempdir().unwrap();
-        let err = emit(
-            &t,
-            &[Format::KernelInitrd(Codec::Gzip)],
-            dir.path(),
-            "img",
-            SourceDate::ZERO,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "kernel+initrd needs a kernel: the spec has no kernel section"
-        );
+        let err =
+            emit(&t, &[Format::KernelInitrd(Codec::Gzip)], dir.path(), "img", SourceDate::ZERO)
+                .unwrap_err();
+        assert_eq!(err.to_string(), "kernel+initrd needs a kernel: the spec has no kernel section");
     }
 
     #[test]
     fn kernel_initrd_writes_three_files_with_ucode_first() {
         let mut t = sample_tree();
         let d = dir_template();
-        t.insert(
-            p("boot/kernel"),
-            Node::file(Content::inline("KERNEL"), 0o644, 5),
-            &d,
-        )
-        .unwrap();
-        t.insert(
-            p("boot/cmdline"),
-            Node::file(Content::inline("console=ttyS0"), 0o644, 5),
-            &d,
-        )
-        .unwrap();
-        t.insert(
-            p("boot/ucode.cpio"),
-            Node::file(Content::inline("UCODE!!!"), 0o644, 5),
-            &d,
-        )
-        .unwrap();
+        t.insert(p("boot/kernel"), Node::file(Content::inline("KERNEL"), 0o644, 5), &d).unwrap();
+        t.insert(p("boot/cmdline"), Node::file(Content::inline("console=ttyS0"), 0o644, 5), &d)
+            .unwrap();
+        t.insert(p("boot/ucode.cpio"), Node::file(Content::inline("UCODE!!!"), 0o644, 5), &d)
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let formats = [Format::KernelInitrd(Codec::Gzip), Format::Tar];
         let outs = emit(&t, &formats, dir.path(), "img", SourceDate::ZERO).unwrap();
         let names: Vec<_> = outs.iter().map(|o| o.rel_path.as_str()).collect();
-        assert_eq!(
-            names,
-            ["img-kernel", "img-initrd.img", "img-cmdline", "img.tar"]
-        );
+        assert_eq!(names, ["img-kernel", "img-initrd.img", "img-cmdline", "img.tar"]);
         for o in &outs {
             let bytes = std::fs::read(dir.path().join(&o.rel_path)).unwrap();
             assert_eq!(Digest::of(&bytes), o.digest, "{}", o.rel_path);
             assert_eq!(bytes.len() as u64, o.size);
         }
-        assert_eq!(
-            std::fs::read(dir.path().join("img-kernel")).unwrap(),
-            b"KERNEL"
-        );
-        assert_eq!(
-            std::fs::read(dir.path().join("img-cmdline")).unwrap(),
-            b"console=ttyS0"
-        );
+        assert_eq!(std::fs::read(dir.path().join("img-kernel")).unwrap(), b"KERNEL");
+        assert_eq!(std::fs::read(dir.path().join("img-cmdline")).unwrap(), b"console=ttyS0");
         let initrd = std::fs::read(dir.path().join("img-initrd.img")).unwrap();
         assert_eq!(&initrd[..8], b"UCODE!!!");
         assert_eq!(&initrd[8..10], &[0x1f, 0x8b]);
         let mut cpio = Vec::new();
-        flate2::read::GzDecoder::new(&initrd[8..])
-            .read_to_end(&mut cpio)
-            .unwrap();
-        let names = cpio::tests::parse_newc(&cpio)
-            .into_iter()
-            .map(|e| e.name)
-            .collect::<Vec<_>>();
+        flate2::read::GzDecoder::new(&initrd[8..]).read_to_end(&mut cpio).unwrap();
+        let names = cpio::tests::parse_newc(&cpio).into_iter().map(|e| e.name).collect::<Vec<_>>();
         assert!(names.contains(&"boot".to_string()));
         assert!(names.contains(&"bin/sh".to_string()));
         assert!(!names.iter().any(|n| n.starts_with("boot/")), "{names:?}");
@@ -471,21 +386,12 @@ mod tests {
     #[test]
     fn missing_cmdline_gives_an_empty_file_and_bad_names_are_refused() {
         let mut t = sample_tree();
-        t.insert(
-            p("boot/kernel"),
-            Node::file(Content::inline("K"), 0o644, 5),
-            &dir_template(),
-        )
-        .unwrap();
+        t.insert(p("boot/kernel"), Node::file(Content::inline("K"), 0o644, 5), &dir_template())
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let outs = emit(
-            &t,
-            &[Format::KernelInitrd(Codec::Zstd)],
-            dir.path(),
-            "x",
-            SourceDate::ZERO,
-        )
-        .unwrap();
+        let outs =
+            emit(&t, &[Format::KernelInitrd(Codec::Zstd)], dir.path(), "x", SourceDate::ZERO)
+                .unwrap();
         assert_eq!(outs[2].size, 0);
         assert!(matches!(
             emit(&t, &[Format::Tar], dir.path(), "a/b", SourceDate::ZERO),
@@ -496,18 +402,8 @@ mod tests {
     #[test]
     fn write_errors_name_the_file() {
         let t = sample_tree();
-        let err = emit(
-            &t,
-            &[Format::Tar],
-            Path::new("/nonexistent/dir"),
-            "x",
-            SourceDate::ZERO,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("writing /nonexistent/dir/x.tar: "),
-            "{err}"
-        );
+        let err = emit(&t, &[Format::Tar], Path::new("/nonexistent/dir"), "x", SourceDate::ZERO)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("writing /nonexistent/dir/x.tar: "), "{err}");
     }
 }

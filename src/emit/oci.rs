@@ -151,10 +151,7 @@ struct History<'a> {
 pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciImage, EmitError> {
     let blobs = dir.join("blobs").join("sha256");
     for d in [dir.to_path_buf(), dir.join("blobs"), blobs.clone()] {
-        fs::create_dir_all(&d).map_err(|source| EmitError::Io {
-            path: d.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&d).map_err(|source| EmitError::Io { path: d.clone(), source })?;
         set_mode(&d, 0o755)?;
     }
 
@@ -171,14 +168,8 @@ pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciIma
             entrypoint: opts.entrypoint.as_deref(),
             cmd: opts.cmd.as_deref(),
         },
-        rootfs: RootFs {
-            kind: "layers",
-            diff_ids: vec![diff_id],
-        },
-        history: vec![History {
-            created: &created,
-            created_by: "cairn build",
-        }],
+        rootfs: RootFs { kind: "layers", diff_ids: vec![diff_id] },
+        history: vec![History { created: &created, created_by: "cairn build" }],
     };
     let (config_digest, config_size) = write_json_blob(&blobs, "image config", &config)?;
 
@@ -205,25 +196,13 @@ pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciIma
             digest: manifest_digest,
             size: manifest_size,
             annotations: BTreeMap::from([(ANNOTATION_REF_NAME, opts.ref_name.as_str())]),
-            platform: Some(Platform {
-                architecture: &opts.architecture,
-                os,
-            }),
+            platform: Some(Platform { architecture: &opts.architecture, os }),
         }],
     };
     write_json(&dir.join("index.json"), "image index", &index)?;
-    write_file(
-        &dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
+    write_file(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
 
-    Ok(OciImage {
-        manifest: manifest_digest,
-        manifest_size,
-        config: config_digest,
-        layer,
-        diff_id,
-    })
+    Ok(OciImage { manifest: manifest_digest, manifest_size, config: config_digest, layer, diff_id })
 }
 
 /// Streams the gzip-compressed tar of the tree into `blobs`; returns the blob digest, its
@@ -233,10 +212,8 @@ fn write_layer(tree: &Tree, blobs: &Path) -> Result<(Digest, u64, Digest), EmitE
         let path = path.to_path_buf();
         move |source| EmitError::Io { path, source }
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".layer-")
-        .tempfile_in(blobs)
-        .map_err(io_err(blobs))?;
+    let tmp =
+        tempfile::Builder::new().prefix(".layer-").tempfile_in(blobs).map_err(io_err(blobs))?;
     let tmp_path = tmp.path().to_path_buf();
     let (tmp_file, tmp_path_guard) = tmp.into_parts();
     let blob = HashingWriter::new(BufWriter::with_capacity(CHUNK, tmp_file));
@@ -246,14 +223,10 @@ fn write_layer(tree: &Tree, blobs: &Path) -> Result<(Digest, u64, Digest), EmitE
     let (gz, diff_id, _) = diff.finish();
     let blob = gz.finish().map_err(io_err(&tmp_path))?;
     let (buf, digest, size) = blob.finish();
-    let file = buf
-        .into_inner()
-        .map_err(|e| io_err(&tmp_path)(e.into_error()))?;
+    let file = buf.into_inner().map_err(|e| io_err(&tmp_path)(e.into_error()))?;
     finish_file(&file, &tmp_path)?;
     let dest = blobs.join(digest.hex());
-    tmp_path_guard
-        .persist(&dest)
-        .map_err(|e| io_err(&dest)(e.error))?;
+    tmp_path_guard.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
     Ok((digest, size, diff_id))
 }
 
@@ -274,20 +247,15 @@ fn write_json<T: Serialize>(path: &Path, what: &'static str, value: &T) -> Resul
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), EmitError> {
-    let io_err = |source| EmitError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| EmitError::Io { path: path.to_path_buf(), source };
     let mut file = File::create(path).map_err(io_err)?;
     file.write_all(bytes).map_err(io_err)?;
     finish_file(&file, path)
 }
 
 fn set_mode(path: &PathBuf, mode: u32) -> Result<(), EmitError> {
-    fs::set_permissions(path, Permissions::from_mode(mode)).map_err(|source| EmitError::Io {
-        path: path.clone(),
-        source,
-    })
+    fs::set_permissions(path, Permissions::from_mode(mode))
+        .map_err(|source| EmitError::Io { path: path.clone(), source })
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a source date (after H. Hinnant's civil-from-days).
@@ -320,11 +288,7 @@ mod tests {
 
     fn read_json(path: &Path) -> (serde_json::Value, Digest, u64) {
         let bytes = fs::read(path).unwrap();
-        (
-            serde_json::from_slice(&bytes).unwrap(),
-            Digest::of(&bytes),
-            bytes.len() as u64,
-        )
+        (serde_json::from_slice(&bytes).unwrap(), Digest::of(&bytes), bytes.len() as u64)
     }
 
     fn blob(dir: &Path, digest: &serde_json::Value) -> PathBuf {
@@ -380,9 +344,7 @@ mod tests {
         assert_eq!(Digest::of(&layer_bytes), img.layer);
         assert_eq!(layer_desc["size"], layer_bytes.len() as u64);
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&layer_bytes[..])
-            .read_to_end(&mut tar)
-            .unwrap();
+        flate2::read::GzDecoder::new(&layer_bytes[..]).read_to_end(&mut tar).unwrap();
         assert_eq!(Digest::of(&tar), img.diff_id);
         assert_eq!(tar, crate::emit::tar::write_tar(&t, Vec::new()).unwrap());
 
@@ -460,14 +422,8 @@ mod tests {
             .arg(&bundle));
         let rootfs = bundle.join("rootfs");
         assert_eq!(fs::read(rootfs.join("bin/sh")).unwrap(), b"#!/bin/sh\n");
-        assert_eq!(
-            fs::read_link(rootfs.join("usr/bin/sh")).unwrap(),
-            Path::new("../../bin/sh")
-        );
-        assert_eq!(
-            fs::metadata(rootfs.join("home/user/big")).unwrap().len(),
-            300_000
-        );
+        assert_eq!(fs::read_link(rootfs.join("usr/bin/sh")).unwrap(), Path::new("../../bin/sh"));
+        assert_eq!(fs::metadata(rootfs.join("home/user/big")).unwrap().len(), 300_000);
         let long = rootfs.join("l".repeat(90)).join("n".repeat(200));
         assert_eq!(fs::read(long).unwrap(), b"long");
     }

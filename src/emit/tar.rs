@@ -124,8 +124,7 @@ fn write_long<W: Write>(kind: u8, value: &[u8], out: &mut W) -> Result<(), EmitE
 fn pad<W: Write>(size: u64, out: &mut W) -> Result<(), EmitError> {
     let rem = (size % BLOCK as u64) as usize;
     if rem != 0 {
-        out.write_all(&[0u8; BLOCK][rem..])
-            .map_err(EmitError::Write)?;
+        out.write_all(&[0u8; BLOCK][rem..]).map_err(EmitError::Write)?;
     }
     Ok(())
 }
@@ -177,10 +176,7 @@ mod tests {
                 EntryType::Symlink => ('l', e.link_name_bytes().unwrap().into_owned()),
                 other => panic!("unexpected entry type {other:?}"),
             };
-            let path = String::from_utf8(raw)
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
+            let path = String::from_utf8(raw).unwrap().trim_end_matches('/').to_string();
             let (mode, uid, gid) = (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap());
             out.push((path, k, mode, uid, gid, h.mtime().unwrap(), data));
         }
@@ -194,11 +190,7 @@ mod tests {
         assert_eq!(bytes.len() % BLOCK, 0);
         assert!(bytes[bytes.len() - 2 * BLOCK..].iter().all(|&b| b == 0));
         assert_eq!(parse_tar(&bytes), tree_entries(&t));
-        assert_eq!(
-            write_tar(&t, Vec::new()).unwrap(),
-            bytes,
-            "second run differs"
-        );
+        assert_eq!(write_tar(&t, Vec::new()).unwrap(), bytes, "second run differs");
     }
 
     #[test]
@@ -216,19 +208,12 @@ mod tests {
             .arg(&file)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let listing = String::from_utf8(out.stdout).unwrap();
         assert!(listing.contains("-rwsr-xr-x 0/0"), "{listing}");
         assert!(listing.contains("drwxrwxrwt"), "{listing}");
         assert!(listing.contains(&"n".repeat(200)), "{listing}");
-        assert!(
-            listing.contains(&format!("lib -> /usr/lib/{}", "t".repeat(150))),
-            "{listing}"
-        );
+        assert!(listing.contains(&format!("lib -> /usr/lib/{}", "t".repeat(150))), "{listing}");
     }
 
     pub(crate) fn which(bin: &str) -> Result<std::path::PathBuf, ()> {
@@ -259,10 +244,7 @@ mod tests {
         for (path, node) in items.iter().rev() {
             t2.insert(p(path), node.clone(), &d).unwrap();
         }
-        assert_eq!(
-            write_tar(&t1, Vec::new()).unwrap(),
-            write_tar(&t2, Vec::new()).unwrap()
-        );
+        assert_eq!(write_tar(&t1, Vec::new()).unwrap(), write_tar(&t2, Vec::new()).unwrap());
     }
 
     #[test]

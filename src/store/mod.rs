@@ -794,7 +794,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// The cairn digest of a descriptor. Only sha256 is supported.
-pub(crate) fn desc_digest(desc: &Descriptor) -> Result<Digest, StoreError> {
+pub fn desc_digest(desc: &Descriptor) -> Result<Digest, StoreError> {
     Digest::parse(desc.digest().as_ref()).map_err(|e| StoreError::Unsupported {
         what: format!("descriptor digest {:?}", desc.digest().to_string()),
         reason: e.to_string(),
