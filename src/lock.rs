@@ -222,14 +222,14 @@ pub fn resolve(
     let mut resolved_all = Vec::new();
     for image in spec.image_refs() {
         let (locked, resolved) = lock_image(store, &image.image)?;
-        if let Some(pinned) = image.image.digest() {
-            if *pinned != locked.digest {
-                return Err(LockError::PinConflict {
-                    reference: image.image.to_string(),
-                    pinned: *pinned,
-                    locked: locked.digest,
-                });
-            }
+        if let Some(pinned) = image.image.digest()
+            && *pinned != locked.digest
+        {
+            return Err(LockError::PinConflict {
+                reference: image.image.to_string(),
+                pinned: *pinned,
+                locked: locked.digest,
+            });
         }
         if let Some(previous) = images.get(&locked.reference) {
             let previous: &LockedImage = previous;
@@ -368,15 +368,14 @@ pub fn pin_for_build(
             }
         };
         let (locked, resolved) = lock_image(store, &u.image.with_digest(top))?;
-        if let Some(l) = from_lock {
-            if l.manifest != locked.manifest
+        if let Some(l) = from_lock
+            && (l.manifest != locked.manifest
                 || l.config != locked.config
-                || l.layers != locked.layers
-            {
-                return Err(LockError::Unpinned(format!(
-                    "image {key}: the store resolves {top} differently from the lock (manifest, config or layers differ)"
-                )));
-            }
+                || l.layers != locked.layers)
+        {
+            return Err(LockError::Unpinned(format!(
+                "image {key}: the store resolves {top} differently from the lock (manifest, config or layers differ)"
+            )));
         }
         resolved_for_date.push(resolved.clone());
         images.push(PinnedImage {

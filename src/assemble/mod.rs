@@ -33,7 +33,7 @@ pub enum AssembleError {
     #[error("reading layer {digest} of {image}: {source}")]
     Blob { image: String, digest: String, source: io::Error },
     #[error("opening layer {digest} of {image}: {source}")]
-    Store { image: String, digest: String, source: StoreError },
+    Store { image: String, digest: String, source: Box<StoreError> },
     #[error(
         "kernel image {image} has no file {file:?} (set kernel.binary to the kernel's path inside the image)"
     )]
@@ -241,8 +241,10 @@ fn place_kernel(
         tree.insert(TreePath::parse("boot/ucode.cpio").unwrap_or_default(), node, parent)
             .map_err(|source| AssembleError::Tree { path: "boot/ucode.cpio".into(), source })?;
     }
-    if let Some(tar_name) = kernel.tar.as_deref() {
-        if let Some(Node { kind: NodeKind::File(content), .. }) = find(tree, tar_name)? {
+    if let Some(tar_name) = kernel.tar.as_deref()
+        && let Some(Node { kind: NodeKind::File(content), .. }) = find(tree, tar_name)?
+    {
+        {
             let reader = tree.open_owned(&content).map_err(AssembleError::Spool)?;
             let name = format!("{label} ({tar_name})");
             layer::apply_layer(tree, &TreePath::root(), reader, &name, sd, budget)?;
@@ -267,7 +269,7 @@ fn apply_image(
         let blob = store.open_blob(&layer.digest).map_err(|source| AssembleError::Store {
             image: label.to_string(),
             digest: digest.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let blob_err = |source| AssembleError::Blob {
             image: label.to_string(),
