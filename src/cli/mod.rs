@@ -77,10 +77,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cairn: {e:#}");
+            eprintln!("cairn: {}", render_error(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `outer: inner: cause`, skipping a cause whose text an outer message already quotes
+/// (several library errors include their source in their own message).
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -124,6 +141,13 @@ pub fn env_source_date() -> anyhow::Result<Option<SourceDate>> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn error_chain_is_not_repeated() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner).context("writing x: disk on fire").context("building y");
+        assert_eq!(render_error(&e), "building y: writing x: disk on fire");
+    }
 
     #[test]
     fn cli_definition_is_consistent() {
