@@ -31,7 +31,7 @@ floor_tar() {
     mkdir -p "$work/floor"
     : > "$work/floor/all.tar"
     for l in "$work"/images/*/blobs/sha256/*; do
-        if gzip -t "$l" 2>/dev/null; then gzip -dc "$l" >> "$work/floor/all.tar"; fi
+        if [ "$(head -c2 "$l" | od -An -tx1 | tr -d " ")" = "1f8b" ]; then gzip -dc "$l" >> "$work/floor/all.tar"; fi
     done
 }
 floor_initrd() {

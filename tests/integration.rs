@@ -1,1 +1,11 @@
+//! Integration tests: each runs the real `cairn` binary on real files in its own directory.
+//!
+//! `util` holds the machinery; the other modules group tests by what they prove. Try not to
+//! add more modules: put a new test in the module whose promise it checks.
 
+mod util;
+
+mod cli;
+mod determinism;
+mod golden;
+mod hostile;
