@@ -27,6 +27,8 @@ struct Variant {
     /// Copy the spec, its lock and `motd` elsewhere instead of building the repo's.
     copy_spec: bool,
     faketime: bool,
+    /// HOME somewhere else (with a space in it), and USER and LOGNAME unset.
+    odd_home: bool,
 }
 
 /// Copies `src` into `dst` one entry at a time in name order (or its reverse), giving files
@@ -107,6 +109,9 @@ fn build_variant(v: &Variant) -> Digests {
         if faketime {
             c = c.wrap(["faketime", "2031-05-06 07:08:09"]);
         }
+        if v.odd_home {
+            c = c.env("HOME", t.join("another home")).env_remove("USER").env_remove("LOGNAME");
+        }
         c
     };
     for (dir, name) in &order {
@@ -178,6 +183,7 @@ fn outputs_do_not_depend_on_the_environment() {
         mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000),
         copy_spec: false,
         faketime: false,
+        odd_home: false,
     };
     let b = Variant {
         name: "det-b",
@@ -189,6 +195,7 @@ fn outputs_do_not_depend_on_the_environment() {
         mtime: SystemTime::now(),
         copy_spec: true,
         faketime: true,
+        odd_home: true,
     };
     let (da, db) = std::thread::scope(|s| {
         let ha = s.spawn(|| build_variant(&a));
