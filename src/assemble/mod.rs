@@ -67,8 +67,64 @@ impl Default for AssembleOptions {
 pub struct Assembly {
     pub tree: Tree,
     pub source_date: SourceDate,
+    /// Package databases and os-release files found in each component, aligned with
+    /// [`BuildInputs::images`]: the raw material of the SBOM.
+    pub package_dbs: Vec<Vec<PackageDbFile>>,
     /// Device nodes and FIFOs left out of layers, as `image: path`.
     pub skipped: Vec<String>,
+}
+
+/// Files that describe the OS packages of a component (dpkg, apk, os-release).
+pub const PACKAGE_DB_FILES: &[&str] =
+    &["var/lib/dpkg/status", "lib/apk/db/installed", "etc/os-release", "usr/lib/os-release"];
+/// Directory of per-package dpkg status files (distroless images).
+pub const PACKAGE_DB_DIR: &str = "var/lib/dpkg/status.d";
+/// Upper bound on one package database file.
+const MAX_PACKAGE_DB: u64 = 64 << 20;
+
+/// One package database file of a component, relative to the component's root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageDbFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The package databases under `root`, leaving out those whose contents are in `before`
+/// (the same file left by an earlier image).
+fn find_package_dbs(
+    tree: &Tree,
+    root: &TreePath,
+    before: &[PackageDbFile],
+) -> Result<Vec<PackageDbFile>, AssembleError> {
+    let mut paths: Vec<String> = PACKAGE_DB_FILES.iter().map(|p| p.to_string()).collect();
+    if let Ok(dir) = TreePath::parse(PACKAGE_DB_DIR) {
+        let dir = root.join_path(&dir);
+        for (p, n) in tree.iter_under(&dir) {
+            if p != &dir
+                && matches!(n.kind, NodeKind::File(_))
+                && let Some(rel) = p.strip_prefix(root)
+            {
+                paths.push(rel.to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for rel in paths {
+        let Ok(rel_path) = TreePath::parse(&rel) else { continue };
+        let Some(Node { kind: NodeKind::File(content), .. }) = tree.get(&root.join_path(&rel_path))
+        else {
+            continue;
+        };
+        if content.len() > MAX_PACKAGE_DB {
+            continue;
+        }
+        let bytes = tree.read_to_vec(content).map_err(AssembleError::Spool)?;
+        let file = PackageDbFile { path: rel, bytes };
+        if !before.contains(&file) {
+            found.push(file);
+        }
+    }
+    Ok(found)
 }
 
 const SCRATCH: &str = ".cairn-kernel-scratch";
@@ -89,8 +145,9 @@ pub fn assemble(
     let parent = Node::dir(0o755, sd.secs());
     let mut unpacked: BTreeMap<Digest, TreePath> = BTreeMap::new();
     let ids = spec.id_map();
+    let mut package_dbs = vec![Vec::new(); inputs.images.len()];
 
-    for pinned in &inputs.images {
+    for (position, pinned) in inputs.images.iter().enumerate() {
         let label = pinned.image.to_string();
         match pinned.role {
             Role::Kernel => {
@@ -107,10 +164,12 @@ pub fn assemble(
                     &mut budget,
                 )?;
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                package_dbs[position] = find_package_dbs(&tree, &scratch, &[])?;
                 place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
                 tree.remove(&scratch);
             }
             Role::Init => {
+                let before = find_package_dbs(&tree, &TreePath::root(), &[])?;
                 let stats = apply_image(
                     &mut tree,
                     &TreePath::root(),
@@ -121,6 +180,8 @@ pub fn assemble(
                     &mut budget,
                 )?;
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                // Init images share the root: keep only the databases this image wrote.
+                package_dbs[position] = find_package_dbs(&tree, &TreePath::root(), &before)?;
             }
             Role::Onboot | Role::Onshutdown | Role::Service => {
                 let containers: &[Container] = match pinned.role {
@@ -164,6 +225,7 @@ pub fn assemble(
                         unpacked.insert(pinned.resolved.manifest, extract.clone());
                     }
                 }
+                package_dbs[position] = find_package_dbs(&tree, &extract, &[])?;
                 let config =
                     bundle::runtime_config(&pinned.resolved.config_json, container, &ids).map_err(
                         |source| AssembleError::Bundle { name: container.name.clone(), source },
@@ -184,7 +246,7 @@ pub fn assemble(
 
     files::place_files(&mut tree, spec, spec_yaml, inputs, sd)?;
 
-    Ok(Assembly { tree, source_date: sd, skipped })
+    Ok(Assembly { tree, source_date: sd, skipped, package_dbs })
 }
 
 fn put_generated(
