@@ -340,28 +340,32 @@ fn apply_image(
         };
         let name = format!("layer {digest} of {label}");
         let mut input = BufReader::with_capacity(256 * 1024, blob);
-        let stats = match layer.compression {
+        // Apply, then read the blob to its end so its digest is checked. A corrupt blob
+        // explains any parse failure better than the parse error itself, so it wins.
+        let (applied, mut raw) = match layer.compression {
             Compression::None => {
-                let s = layer::apply_layer(tree, root, &mut input, &name, sd, budget)?;
-                io::copy(&mut input, &mut io::sink()).map_err(blob_err)?;
-                s
+                let s = layer::apply_layer(tree, root, &mut input, &name, sd, budget);
+                (s.map_err(AssembleError::from), input)
             }
             Compression::Gzip => {
                 let mut dec = flate2::bufread::MultiGzDecoder::new(input);
-                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)?;
-                io::copy(&mut dec, &mut io::sink()).map_err(blob_err)?;
-                let mut rest = dec.into_inner();
-                io::copy(&mut rest, &mut io::sink()).map_err(blob_err)?;
-                s
+                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)
+                    .map_err(AssembleError::from)
+                    .and_then(|s| io::copy(&mut dec, &mut io::sink()).map(|_| s).map_err(blob_err));
+                (s, dec.into_inner())
             }
             Compression::Zstd => {
                 let mut dec = zstd::stream::read::Decoder::with_buffer(input).map_err(blob_err)?;
-                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)?;
-                io::copy(&mut dec, &mut io::sink()).map_err(blob_err)?;
-                let mut rest = dec.finish();
-                io::copy(&mut rest, &mut io::sink()).map_err(blob_err)?;
-                s
+                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)
+                    .map_err(AssembleError::from)
+                    .and_then(|s| io::copy(&mut dec, &mut io::sink()).map(|_| s).map_err(blob_err));
+                (s, dec.finish())
             }
+        };
+        let stats = match (applied, io::copy(&mut raw, &mut io::sink())) {
+            (_, Err(corrupt)) => return Err(blob_err(corrupt)),
+            (Err(e), Ok(_)) => return Err(e),
+            (Ok(s), Ok(_)) => s,
         };
         total.entries += stats.entries;
         total.bytes += stats.bytes;
