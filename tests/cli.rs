@@ -73,6 +73,19 @@ fn hello_example_end_to_end() {
     assert!(util::tar_file(&tar, "sbin/init").is_some());
     assert!(util::tar_file(&tar, "containers/services/greeter/config.json").is_some());
     assert!(util::tar_file(&tar, "containers/onboot/000-greet/lower/bin/hello").is_some());
+
+    // Building again into the same directory replaces every output (the OCI layout
+    // directory included) with the same bytes and leaves nothing else behind.
+    let before = util::hash_tree(&out);
+    let again = t
+        .cairn()
+        .arg("build")
+        .arg(repo().join("examples/hello.yml"))
+        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
+        .arg(&out)
+        .ok();
+    assert_eq!(again.build_digests(), digests);
+    assert_eq!(util::hash_tree(&out), before);
     t.assert_tmp_empty();
 }
 

@@ -395,6 +395,26 @@ impl RawTar {
         self.entry(name.as_bytes(), b'1', target.as_bytes(), b"")
     }
 
+    /// A PAX extended header (`x`) setting `key` for the next entry.
+    pub fn pax(self, key: &str, value: &[u8]) -> RawTar {
+        let body_len = 1 + key.len() + 1 + value.len() + 1;
+        let mut len = body_len + 1;
+        while (len.to_string().len() + body_len) != len {
+            len = len.to_string().len() + body_len;
+        }
+        let mut record = format!("{len} {key}=").into_bytes();
+        record.extend_from_slice(value);
+        record.push(b'\n');
+        self.entry(b"PaxHeaders/entry", b'x', b"", &record)
+    }
+
+    /// A GNU long name (`L`) entry naming the next entry `name`.
+    pub fn gnu_long_name(self, name: &[u8]) -> RawTar {
+        let mut data = name.to_vec();
+        data.push(0);
+        self.entry(b"././@LongLink", b'L', b"", &data)
+    }
+
     /// The archive with its two zero end blocks.
     pub fn finish(mut self) -> Vec<u8> {
         self.0.extend_from_slice(&[0u8; 1024]);
