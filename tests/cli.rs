@@ -219,7 +219,6 @@ fn help_of_each_subcommand_shows_examples() {
 }
 
 #[test]
-#[ignore = "bug: `cairn store --help`, `store ls --help` and `store fsck --help` show no Examples block (src/cli/store.rs)"]
 fn help_of_store_subcommands_shows_examples() {
     let t = TestDir::new("storehelp");
     for sub in [
@@ -345,4 +344,26 @@ fn store_gc_keeps_referenced_blobs() {
         .ok();
     let again = t.cairn().args(["store", "gc"]).ok();
     assert_eq!(again.stdout(), "", "a second gc found more garbage");
+}
+
+#[test]
+fn a_build_never_replaces_a_directory_it_did_not_write() {
+    let t = TestDir::new("dir-clash");
+    t.import_hello();
+    let spec = repo().join("examples/hello.yml");
+    // A user's directory where the tar output would go: refused, nothing else written.
+    t.write("out/hello.tar/keep-me", "precious");
+    t.cairn()
+        .arg("build")
+        .arg(&spec)
+        .args(["-f", "kernel+initrd", "-f", "tar", "-o", "out"])
+        .fails_with(&["hello.tar", "not an earlier cairn OCI output"]);
+    assert_eq!(std::fs::read_to_string(t.join("out/hello.tar/keep-me")).unwrap(), "precious");
+    assert_eq!(crate::util::list_tree(&t.join("out")), ["hello.tar/", "hello.tar/keep-me"]);
+    // An earlier OCI output is replaced as a whole.
+    t.cairn().arg("build").arg(&spec).args(["-f", "oci", "-o", "oci-out"]).ok();
+    t.write("oci-out/hello.oci/stale-file", "x");
+    t.cairn().arg("build").arg(&spec).args(["-f", "oci", "-o", "oci-out"]).ok();
+    assert!(!t.join("oci-out/hello.oci/stale-file").exists());
+    assert!(t.join("oci-out/hello.oci/oci-layout").is_file());
 }

@@ -807,7 +807,6 @@ fn owner_ids_beyond_32_bits_are_refused() {
 }
 
 #[test]
-#[ignore = "bug: whiteouts in one image's layers delete files of other components (kernel, earlier init images); LinuxKit flattens each image on its own (src/assemble/mod.rs assemble + layer.rs apply_layer)"]
 fn whiteouts_do_not_reach_into_other_images() {
     let wiper = RawTar::new()
         .file(".wh..wh..opq", b"")

@@ -89,13 +89,8 @@ pub struct PackageDbFile {
     pub bytes: Vec<u8>,
 }
 
-/// The package databases under `root`, leaving out those whose contents are in `before`
-/// (the same file left by an earlier image).
-fn find_package_dbs(
-    tree: &Tree,
-    root: &TreePath,
-    before: &[PackageDbFile],
-) -> Result<Vec<PackageDbFile>, AssembleError> {
+/// The package databases of the image flattened at `root`.
+fn find_package_dbs(tree: &Tree, root: &TreePath) -> Result<Vec<PackageDbFile>, AssembleError> {
     let mut paths: Vec<String> = PACKAGE_DB_FILES.iter().map(|p| p.to_string()).collect();
     if let Ok(dir) = TreePath::parse(PACKAGE_DB_DIR) {
         let dir = root.join_path(&dir);
@@ -119,15 +114,14 @@ fn find_package_dbs(
             continue;
         }
         let bytes = tree.read_to_vec(content).map_err(AssembleError::Spool)?;
-        let file = PackageDbFile { path: rel, bytes };
-        if !before.contains(&file) {
-            found.push(file);
-        }
+        found.push(PackageDbFile { path: rel, bytes });
     }
     Ok(found)
 }
 
-const SCRATCH: &str = ".cairn-kernel-scratch";
+/// Where an image is flattened before it is placed (removed again right after).
+const SCRATCH: &str = ".cairn-scratch";
+const KERNEL_TAR_SCRATCH: &str = ".cairn-scratch-kernel-tar";
 
 /// Builds the tree for `spec` from the pinned `inputs`. `spec_yaml` is the spec's text,
 /// written to files with `metadata: yaml`.
@@ -164,15 +158,18 @@ pub fn assemble(
                     &mut budget,
                 )?;
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
-                package_dbs[position] = find_package_dbs(&tree, &scratch, &[])?;
+                package_dbs[position] = find_package_dbs(&tree, &scratch)?;
                 place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
                 tree.remove(&scratch);
             }
             Role::Init => {
-                let before = find_package_dbs(&tree, &TreePath::root(), &[])?;
+                // Each image is flattened on its own first, as LinuxKit does, so its
+                // whiteouts hide only its own lower layers, never another component's files.
+                let scratch = TreePath::parse(SCRATCH)
+                    .map_err(|source| AssembleError::Tree { path: SCRATCH.to_string(), source })?;
                 let stats = apply_image(
                     &mut tree,
-                    &TreePath::root(),
+                    &scratch,
                     store,
                     &pinned.resolved,
                     &label,
@@ -180,8 +177,10 @@ pub fn assemble(
                     &mut budget,
                 )?;
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
-                // Init images share the root: keep only the databases this image wrote.
-                package_dbs[position] = find_package_dbs(&tree, &TreePath::root(), &before)?;
+                package_dbs[position] = find_package_dbs(&tree, &scratch)?;
+                tree.copy_subtree(&scratch, &TreePath::root(), &parent)
+                    .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
+                tree.remove(&scratch);
             }
             Role::Onboot | Role::Onshutdown | Role::Service => {
                 let containers: &[Container] = match pinned.role {
@@ -225,7 +224,7 @@ pub fn assemble(
                         unpacked.insert(pinned.resolved.manifest, extract.clone());
                     }
                 }
-                package_dbs[position] = find_package_dbs(&tree, &extract, &[])?;
+                package_dbs[position] = find_package_dbs(&tree, &extract)?;
                 let config =
                     bundle::runtime_config(&pinned.resolved.config_json, container, &ids).map_err(
                         |source| AssembleError::Bundle { name: container.name.clone(), source },
@@ -309,7 +308,14 @@ fn place_kernel(
         {
             let reader = tree.open_owned(&content).map_err(AssembleError::Spool)?;
             let name = format!("{label} ({tar_name})");
-            layer::apply_layer(tree, &TreePath::root(), reader, &name, sd, budget)?;
+            // Unpacked on its own and then merged, so nothing in it can touch boot/.
+            let unpacked = TreePath::parse(KERNEL_TAR_SCRATCH).map_err(|source| {
+                AssembleError::Tree { path: KERNEL_TAR_SCRATCH.to_string(), source }
+            })?;
+            layer::apply_layer(tree, &unpacked, reader, &name, sd, budget)?;
+            tree.copy_subtree(&unpacked, &TreePath::root(), parent)
+                .map_err(|source| AssembleError::Tree { path: name.clone(), source })?;
+            tree.remove(&unpacked);
         }
     }
     Ok(())

@@ -126,13 +126,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Moves finished outputs from the staging directory into place, each with one rename.
+/// Every destination is checked before anything is moved, so a refusal leaves the output
+/// directory as it was.
 fn publish(staging: &Path, out: &Path, outputs: &[emit::Output]) -> anyhow::Result<()> {
+    for o in outputs {
+        let to = out.join(&o.rel_path);
+        // Only an earlier OCI layout output may be replaced; any other directory is the user's.
+        if to.is_dir() && !(staging.join(&o.rel_path).is_dir() && to.join("oci-layout").is_file())
+        {
+            anyhow::bail!(
+                "writing {}: a directory of that name exists and is not an earlier cairn OCI output; remove it or choose another --name",
+                to.display()
+            );
+        }
+    }
     for o in outputs {
         let from = staging.join(&o.rel_path);
         let to = out.join(&o.rel_path);
         if to.is_dir() {
-            // A directory output (OCI layout) cannot be replaced by one rename: move the old
-            // one aside first, then delete it.
+            // A directory cannot be replaced by one rename: move the old one aside into the
+            // staging directory, which is deleted afterwards.
             let old = staging.join(format!("{}.old", o.rel_path));
             std::fs::rename(&to, &old).with_context(|| format!("replacing {}", to.display()))?;
         }

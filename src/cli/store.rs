@@ -6,20 +6,47 @@ use anyhow::Context;
 
 use super::GlobalArgs;
 
-/// Inspect and maintain the content store.
+/// Inspect and maintain the content store (an OCI image layout).
+///
+/// Examples:
+///   cairn store ls
+///   cairn store fsck && cairn store gc --dry-run
+///   cairn --store /srv/cairn-store store ls
 #[derive(Debug, clap::Subcommand)]
+#[command(verbatim_doc_comment)]
 pub enum StoreCommand {
     /// List the images the store names, with their digests.
+    ///
+    /// Output: one line per image, NAME<TAB>DIGEST, sorted by name.
+    ///
+    /// Examples:
+    ///   cairn store ls
+    ///   CAIRN_STORE=/srv/cairn-store cairn store ls
+    #[command(verbatim_doc_comment)]
     Ls,
     /// Delete blobs no named image refers to.
     ///
-    /// Example: cairn store gc --dry-run
+    /// Walks every index and manifest reachable from the store's index.json; deletes
+    /// nothing if any of them is missing or corrupt (run `cairn store fsck`).
+    ///
+    /// Examples:
+    ///   cairn store gc --dry-run
+    ///   cairn store gc
+    #[command(verbatim_doc_comment)]
     Gc {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
     },
     /// Re-hash every blob and check every named image is complete; exit 1 on any problem.
+    ///
+    /// Prints one line per problem: corrupt<TAB>DIGEST, missing<TAB>DIGEST or
+    /// problem<TAB>TEXT.
+    ///
+    /// Examples:
+    ///   cairn store fsck
+    ///   cairn store fsck || echo "store needs repair"
+    #[command(verbatim_doc_comment)]
     Fsck,
 }
 
