@@ -421,4 +421,46 @@ mod tests {
         assert_eq!(t.get(&TreePath::parse("f").unwrap()).unwrap().mtime, 1000);
         let _ = Content::inline("");
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn sample_layer() -> Vec<u8> {
+            RawTar::new()
+                .dir("etc/")
+                .file("etc/passwd", b"root:x:0:0::/:/bin/sh\n")
+                .symlink("bin", "/usr/bin")
+                .file("bin/sh", b"#!")
+                .hardlink("etc/shadow", "etc/passwd")
+                .file(".wh.gone", b"")
+                .finish()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+            /// Whatever bytes a layer holds, applying it never panics and never places
+            /// anything outside the subtree it was applied to.
+            #[test]
+            fn mutated_layers_stay_inside_their_root(
+                flips in proptest::collection::vec((0usize..4096, any::<u8>()), 0..24),
+                cut in 0usize..4096,
+            ) {
+                let mut bytes = sample_layer();
+                for (at, b) in flips {
+                    let i = at % bytes.len();
+                    bytes[i] = b;
+                }
+                bytes.truncate(cut.max(512).min(bytes.len()));
+                let mut tree = Tree::new().unwrap();
+                let root = TreePath::parse("containers/services/x/lower").unwrap();
+                let mut budget = 1 << 20;
+                let _ = apply_layer(&mut tree, &root, &bytes[..], "fuzz", SourceDate::ZERO, &mut budget);
+                for (p, _) in tree.iter() {
+                    prop_assert!(p.starts_with(&root) || root.starts_with(p), "{} escaped", p);
+                }
+            }
+        }
+    }
 }
