@@ -132,8 +132,7 @@ fn publish(staging: &Path, out: &Path, outputs: &[emit::Output]) -> anyhow::Resu
     for o in outputs {
         let to = out.join(&o.rel_path);
         // Only an earlier OCI layout output may be replaced; any other directory is the user's.
-        if to.is_dir() && !(staging.join(&o.rel_path).is_dir() && to.join("oci-layout").is_file())
-        {
+        if to.is_dir() && !(staging.join(&o.rel_path).is_dir() && to.join("oci-layout").is_file()) {
             anyhow::bail!(
                 "writing {}: a directory of that name exists and is not an earlier cairn OCI output; remove it or choose another --name",
                 to.display()

@@ -19,30 +19,40 @@
 //!
 //! Reading images ([`Store::resolve_image`]) accepts the OCI and Docker v2 media types;
 //! importing images from files is in [`import`].
+//!
+//! This file holds the store itself and its verified blob I/O. Naming images (`index.json`,
+//! tags and resolving an image for a platform) is in `index`, media types and descriptors
+//! in `media`, the walk of everything reachable from the index in `walk`, and the staging
+//! area imports write into in `staging`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
-use serde::Serialize;
-
 use crate::digest::{Digest, Hasher};
-use crate::reference::ImageRef;
 
 pub mod deb;
 mod fsck;
 pub mod import;
+mod index;
+mod media;
+mod staging;
+mod walk;
 
 pub use fsck::{FsckReport, GcReport};
+pub use index::{ANNOTATION_REF_NAME, Layer, ResolvedImage, canonical_json};
+pub use media::{
+    Compression, MT_DOCKER_CONFIG, MT_DOCKER_LAYER_GZIP, MT_DOCKER_LIST, MT_DOCKER_MANIFEST,
+    MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD,
+    MT_OCI_MANIFEST, desc_digest, make_descriptor,
+};
+pub(crate) use media::{Kind, check_size, classify, sniff_media_type};
+pub(crate) use staging::Staging;
+pub(crate) use walk::{Walk, walk};
 
 /// Largest manifest, index or image config the store reads into memory.
 pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
-
-/// The annotation holding an image name in `index.json`.
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Temporary files older than this are removed by [`Store::gc`]; younger ones may belong to a
 /// concurrent writer.
@@ -50,17 +60,6 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const TMP_DIR: &str = ".tmp";
-
-pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MT_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MT_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MT_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,65 +101,6 @@ impl StoreError {
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> StoreError {
         StoreError::Invalid { what: what.into(), reason: reason.into() }
     }
-}
-
-/// Compression of a layer blob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-/// What a media type says a blob is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Index,
-    Manifest,
-    Config,
-    Layer(Compression),
-    /// Any other media type: kept as an opaque blob, never interpreted.
-    Other,
-}
-
-/// Classifies a media type. Layers that must not be redistributed are an error: cairn only
-/// builds from content it holds.
-pub(crate) fn classify(media_type: &str) -> Result<Kind, StoreError> {
-    Ok(match media_type {
-        MT_OCI_INDEX | MT_DOCKER_LIST => Kind::Index,
-        MT_OCI_MANIFEST | MT_DOCKER_MANIFEST => Kind::Manifest,
-        MT_OCI_CONFIG | MT_DOCKER_CONFIG => Kind::Config,
-        MT_OCI_LAYER => Kind::Layer(Compression::None),
-        MT_OCI_LAYER_GZIP | MT_DOCKER_LAYER_GZIP => Kind::Layer(Compression::Gzip),
-        MT_OCI_LAYER_ZSTD => Kind::Layer(Compression::Zstd),
-        mt if mt.contains("nondistributable") || mt.contains("foreign") => {
-            return Err(StoreError::Unsupported {
-                what: format!("layer media type {mt:?}"),
-                reason: "foreign/non-distributable layers are not stored; cairn builds only from content it holds".into(),
-            });
-        }
-        _ => Kind::Other,
-    })
-}
-
-/// One layer of a resolved image, in application order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layer {
-    pub digest: Digest,
-    pub size: u64,
-    pub compression: Compression,
-    pub media_type: String,
-}
-
-/// A single-platform image: its manifest, parsed config and layers, all present in the store.
-#[derive(Clone, Debug)]
-pub struct ResolvedImage {
-    /// The image index the manifest was picked from, when the top was an index.
-    pub index: Option<Digest>,
-    pub manifest: Digest,
-    pub config: Digest,
-    pub config_json: ImageConfiguration,
-    pub layers: Vec<Layer>,
 }
 
 /// The handle on a store directory.
@@ -291,127 +231,6 @@ impl Store {
         read_blob_at(&self.blob_path(d), d, max_len, &self.root)
     }
 
-    /// Points `name` (its tag; any digest in it is ignored) at `desc`, replacing an existing
-    /// entry with the same name. The blob must be in the store with the size `desc` claims.
-    pub fn tag(&self, name: &ImageRef, desc: &Descriptor) -> Result<(), StoreError> {
-        let d = desc_digest(desc)?;
-        let size = self.blob_size(&d)?;
-        if size != desc.size() {
-            return Err(StoreError::invalid(
-                format!("descriptor for {d}"),
-                format!("it claims {} bytes but the blob has {size}", desc.size()),
-            ));
-        }
-        let full = name.without_digest().to_string();
-        let mut entries: Vec<(String, Descriptor)> =
-            self.images()?.into_iter().filter(|(n, _)| *n != full).collect();
-        let unnamed = self.unnamed_entries()?;
-        let mut annotations = desc.annotations().clone().unwrap_or_default();
-        annotations.insert(ANNOTATION_REF_NAME.to_string(), full.clone());
-        let mut entry = desc.clone();
-        entry.set_annotations(Some(annotations));
-        entries.push((full, entry));
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut all: Vec<Descriptor> = entries.into_iter().map(|(_, d)| d).collect();
-        all.extend(unnamed);
-        self.write_index(&all)
-    }
-
-    /// Removes the name `name` from `index.json`. Returns whether it was there.
-    pub fn untag(&self, name: &ImageRef) -> Result<bool, StoreError> {
-        let full = name.without_digest().to_string();
-        let named = self.images()?;
-        let before = named.len();
-        let mut all: Vec<Descriptor> =
-            named.into_iter().filter(|(n, _)| *n != full).map(|(_, d)| d).collect();
-        let removed = all.len() != before;
-        all.extend(self.unnamed_entries()?);
-        if removed {
-            self.write_index(&all)?;
-        }
-        Ok(removed)
-    }
-
-    /// Finds the descriptor for a reference: by digest when it has one, else by name and tag.
-    pub fn resolve(&self, r: &ImageRef) -> Result<Descriptor, StoreError> {
-        if let Some(d) = r.digest() {
-            if !self.has_blob(d) {
-                return Err(StoreError::NotFound {
-                    what: format!("image {r}"),
-                    root: self.root.clone(),
-                });
-            }
-            let bytes = self.read_blob(d, MAX_JSON_BLOB)?;
-            let media_type = sniff_media_type(&bytes).ok_or_else(|| {
-                StoreError::invalid(
-                    format!("blob {d} (for {r})"),
-                    "it is not an image manifest or index",
-                )
-            })?;
-            return make_descriptor(&media_type, d, bytes.len() as u64);
-        }
-        let full = r.without_digest().to_string();
-        self.images()?.into_iter().find(|(n, _)| *n == full).map(|(_, d)| d).ok_or_else(|| {
-            StoreError::NotFound { what: format!("image {full}"), root: self.root.clone() }
-        })
-    }
-
-    /// Every named image in `index.json`, sorted by name.
-    pub fn images(&self) -> Result<Vec<(String, Descriptor)>, StoreError> {
-        let mut out: Vec<(String, Descriptor)> = self
-            .read_index()?
-            .manifests()
-            .iter()
-            .filter_map(|d| {
-                let name = d.annotations().as_ref()?.get(ANNOTATION_REF_NAME)?.clone();
-                Some((name, d.clone()))
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
-    fn unnamed_entries(&self) -> Result<Vec<Descriptor>, StoreError> {
-        Ok(self
-            .read_index()?
-            .manifests()
-            .iter()
-            .filter(|d| {
-                d.annotations().as_ref().is_none_or(|a| !a.contains_key(ANNOTATION_REF_NAME))
-            })
-            .cloned()
-            .collect())
-    }
-
-    pub(crate) fn read_index(&self) -> Result<ImageIndex, StoreError> {
-        let path = self.root.join("index.json");
-        let mut bytes = Vec::new();
-        File::open(&path)
-            .map_err(StoreError::io("open", &path))?
-            .take(MAX_JSON_BLOB + 1)
-            .read_to_end(&mut bytes)
-            .map_err(StoreError::io("read", &path))?;
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(StoreError::invalid(path.display().to_string(), "larger than 4 MiB"));
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::invalid(path.display().to_string(), e.to_string()))
-    }
-
-    fn write_index(&self, manifests: &[Descriptor]) -> Result<(), StoreError> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Index<'a> {
-            schema_version: u32,
-            media_type: &'a str,
-            manifests: &'a [Descriptor],
-        }
-        let bytes =
-            canonical_json(&Index { schema_version: 2, media_type: MT_OCI_INDEX, manifests })
-                .map_err(|e| StoreError::invalid("index.json", e.to_string()))?;
-        self.write_atomic("index.json", &bytes)
-    }
-
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let tmp = self.tmp_dir();
         fs::create_dir_all(&tmp).map_err(StoreError::io("create directory", &tmp))?;
@@ -437,183 +256,6 @@ impl Store {
             }
             Err(e) => Err(StoreError::io("stat", &path)(e)),
         }
-    }
-
-    /// Reads and parses a JSON blob named by a descriptor, checking the descriptor's size.
-    pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
-        &self,
-        desc: &Descriptor,
-        what: &str,
-    ) -> Result<(Digest, T), StoreError> {
-        let d = desc_digest(desc)?;
-        let bytes = self.read_blob(&d, MAX_JSON_BLOB)?;
-        check_size(desc, &d, bytes.len() as u64)?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::invalid(format!("{what} {d}"), e.to_string()))?;
-        Ok((d, value))
-    }
-
-    /// Picks the manifest for `platform` (`(os, architecture)`) under `top` and returns the
-    /// image with its config and layers, checking that every blob is present.
-    pub fn resolve_image(
-        &self,
-        top: &Descriptor,
-        platform: (&str, &str),
-    ) -> Result<ResolvedImage, StoreError> {
-        let (os, arch) = platform;
-        let top_digest = desc_digest(top)?;
-        let (index, manifest_desc) = match classify(top.media_type().as_ref())? {
-            Kind::Index => {
-                let (_, idx): (_, ImageIndex) = self.read_json(top, "image index")?;
-                let mut available = Vec::new();
-                let mut found = None;
-                for m in idx.manifests() {
-                    match m.platform() {
-                        Some(p) => {
-                            let (pos, parch) = (p.os().to_string(), p.architecture().to_string());
-                            if pos == os && parch == arch && found.is_none() {
-                                found = Some(m.clone());
-                            }
-                            available.push(format!("{pos}/{parch}"));
-                        }
-                        None => available.push("(no platform)".into()),
-                    }
-                }
-                let m = found.ok_or_else(|| StoreError::Unsupported {
-                    what: format!("image index {top_digest}"),
-                    reason: format!(
-                        "it has no manifest for platform {os}/{arch} (available: {})",
-                        available.join(", ")
-                    ),
-                })?;
-                (Some(top_digest), m)
-            }
-            Kind::Manifest => (None, top.clone()),
-            _ => {
-                return Err(StoreError::Unsupported {
-                    what: format!("media type {:?} of {top_digest}", top.media_type().to_string()),
-                    reason: "expected an image manifest or index (OCI or Docker v2)".into(),
-                });
-            }
-        };
-        let mt = manifest_desc.media_type().to_string();
-        if classify(&mt)? != Kind::Manifest {
-            return Err(StoreError::Unsupported {
-                what: format!("media type {mt:?} of {}", manifest_desc.digest()),
-                reason: "expected an image manifest (nested indexes are not supported)".into(),
-            });
-        }
-        let (manifest, m): (_, ImageManifest) = self.read_json(&manifest_desc, "image manifest")?;
-        let cmt = m.config().media_type().to_string();
-        if classify(&cmt)? != Kind::Config {
-            return Err(StoreError::Unsupported {
-                what: format!("config media type {cmt:?} in manifest {manifest}"),
-                reason: "expected an OCI or Docker image config".into(),
-            });
-        }
-        let (config, config_json): (_, ImageConfiguration) =
-            self.read_json(m.config(), "image config")?;
-        let (cos, carch) = (config_json.os().to_string(), config_json.architecture().to_string());
-        if cos != os || carch != arch {
-            return Err(StoreError::Unsupported {
-                what: format!("image {manifest}"),
-                reason: format!("it is for platform {cos}/{carch}, not {os}/{arch}"),
-            });
-        }
-        let mut layers = Vec::new();
-        for l in m.layers() {
-            let lmt = l.media_type().to_string();
-            let d = desc_digest(l)?;
-            let Kind::Layer(compression) = classify(&lmt)? else {
-                return Err(StoreError::Unsupported {
-                    what: format!("layer media type {lmt:?} of {d} in manifest {manifest}"),
-                    reason: "expected a tar layer (uncompressed, gzip or zstd)".into(),
-                });
-            };
-            check_size(l, &d, self.blob_size(&d)?)?;
-            layers.push(Layer { digest: d, size: l.size(), compression, media_type: lmt });
-        }
-        if layers.len() != config_json.rootfs().diff_ids().len() {
-            return Err(StoreError::invalid(
-                format!("image config {config}"),
-                format!(
-                    "it lists {} diff_ids for {} layers",
-                    config_json.rootfs().diff_ids().len(),
-                    layers.len()
-                ),
-            ));
-        }
-        Ok(ResolvedImage { index, manifest, config, config_json, layers })
-    }
-}
-
-/// Blobs written into a private directory inside the store and moved into `blobs/` only by
-/// [`Staging::commit`]. Dropped without commit (an import that failed), the directory and
-/// everything in it is removed: nothing partial reaches the store.
-pub(crate) struct Staging<'a> {
-    store: &'a Store,
-    pub(crate) dir: tempfile::TempDir,
-}
-
-impl<'a> Staging<'a> {
-    pub(crate) fn new(store: &'a Store) -> Result<Staging<'a>, StoreError> {
-        let tmp = store.tmp_dir();
-        fs::create_dir_all(&tmp).map_err(StoreError::io("create directory", &tmp))?;
-        let dir = tempfile::Builder::new()
-            .prefix("import-")
-            .tempdir_in(&tmp)
-            .map_err(StoreError::io("create a staging directory in", &tmp))?;
-        Ok(Staging { store, dir })
-    }
-
-    pub(crate) fn writer(&self) -> Result<BlobWriter, StoreError> {
-        BlobWriter::new(self.dir.path(), self.dir.path().to_path_buf())
-    }
-
-    /// Where a blob is: staged, or already in the store.
-    fn path(&self, d: &Digest) -> Option<PathBuf> {
-        let staged = self.dir.path().join(d.hex());
-        if staged.is_file() {
-            return Some(staged);
-        }
-        let stored = self.store.blob_path(d);
-        stored.is_file().then_some(stored)
-    }
-
-    pub(crate) fn size(&self, d: &Digest) -> Option<u64> {
-        fs::metadata(self.path(d)?).ok().map(|m| m.len())
-    }
-
-    pub(crate) fn open(&self, d: &Digest) -> Result<BlobReader, StoreError> {
-        let path = self.path(d).unwrap_or_else(|| self.store.blob_path(d));
-        open_blob_at(&path, d, &self.store.root)
-    }
-
-    pub(crate) fn read(&self, d: &Digest, max_len: u64) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(d).unwrap_or_else(|| self.store.blob_path(d));
-        read_blob_at(&path, d, max_len, &self.store.root)
-    }
-
-    /// Moves the staged blobs among `keep` into the store (each rename is atomic; blobs the
-    /// store already has are left alone). Fails if one of them is neither staged nor stored.
-    pub(crate) fn commit(self, keep: &BTreeSet<Digest>) -> Result<(), StoreError> {
-        let blob_dir = self.store.blob_dir();
-        for d in keep {
-            let target = blob_dir.join(d.hex());
-            if target.is_file() {
-                continue;
-            }
-            let staged = self.dir.path().join(d.hex());
-            if !staged.is_file() {
-                return Err(StoreError::NotFound {
-                    what: format!("blob {d}"),
-                    root: self.store.root.clone(),
-                });
-            }
-            fs::rename(&staged, &target).map_err(StoreError::io("move staged blob to", &target))?;
-        }
-        sync_dir(&blob_dir);
-        Ok(())
     }
 }
 
@@ -791,151 +433,6 @@ fn sync_dir(dir: &Path) {
     if let Ok(f) = File::open(dir) {
         let _ = f.sync_all();
     }
-}
-
-/// The cairn digest of a descriptor. Only sha256 is supported.
-pub fn desc_digest(desc: &Descriptor) -> Result<Digest, StoreError> {
-    Digest::parse(desc.digest().as_ref()).map_err(|e| StoreError::Unsupported {
-        what: format!("descriptor digest {:?}", desc.digest().to_string()),
-        reason: e.to_string(),
-    })
-}
-
-pub(crate) fn check_size(desc: &Descriptor, d: &Digest, actual: u64) -> Result<(), StoreError> {
-    if desc.size() != actual {
-        return Err(StoreError::invalid(
-            format!("descriptor for {d}"),
-            format!("it claims {} bytes but the blob has {actual}", desc.size()),
-        ));
-    }
-    Ok(())
-}
-
-/// Builds a descriptor.
-pub fn make_descriptor(media_type: &str, d: &Digest, size: u64) -> Result<Descriptor, StoreError> {
-    let od: oci_spec::image::Digest =
-        d.to_string().parse().map_err(|e: oci_spec::OciSpecError| {
-            StoreError::invalid(format!("digest {d}"), e.to_string())
-        })?;
-    Ok(Descriptor::new(MediaType::from(media_type), size, od))
-}
-
-/// The media type of a manifest or index JSON blob: its `mediaType` field, or guessed from
-/// its shape when the field is absent (allowed by the OCI spec).
-pub(crate) fn sniff_media_type(bytes: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let obj = v.as_object()?;
-    if let Some(mt) = obj.get("mediaType").and_then(|m| m.as_str()) {
-        return Some(mt.to_string());
-    }
-    if obj.contains_key("manifests") {
-        Some(MT_OCI_INDEX.to_string())
-    } else if obj.contains_key("config") && obj.contains_key("layers") {
-        Some(MT_OCI_MANIFEST.to_string())
-    } else {
-        None
-    }
-}
-
-/// Serializes with object keys sorted (serde_json's `Value` map is a `BTreeMap` unless the
-/// `preserve_order` feature is on; `canonical_json_sorts_keys` guards that), so `HashMap`
-/// fields in oci-spec types cannot make the bytes depend on hash order.
-pub fn canonical_json<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&serde_json::to_value(v)?)
-}
-
-/// The descriptors a blob refers to (children of an index or manifest), parsed leniently
-/// for walking the store.
-pub(crate) fn children(
-    bytes: &[u8],
-    kind: Kind,
-    d: &Digest,
-) -> Result<Vec<Descriptor>, StoreError> {
-    match kind {
-        Kind::Index => {
-            let idx: ImageIndex = serde_json::from_slice(bytes)
-                .map_err(|e| StoreError::invalid(format!("image index {d}"), e.to_string()))?;
-            Ok(idx.manifests().clone())
-        }
-        Kind::Manifest => {
-            let m: ImageManifest = serde_json::from_slice(bytes)
-                .map_err(|e| StoreError::invalid(format!("image manifest {d}"), e.to_string()))?;
-            let mut out = vec![m.config().clone()];
-            out.extend(m.layers().iter().cloned());
-            Ok(out)
-        }
-        Kind::Config => {
-            serde_json::from_slice::<ImageConfiguration>(bytes)
-                .map_err(|e| StoreError::invalid(format!("image config {d}"), e.to_string()))?;
-            Ok(Vec::new())
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// What a walk of the reachable graph found.
-#[derive(Debug, Default)]
-pub(crate) struct Walk {
-    /// Every reachable digest with the size its descriptor claims.
-    pub reachable: BTreeMap<Digest, u64>,
-    /// Reachable digests with no blob.
-    pub missing: BTreeSet<Digest>,
-    /// Everything else that is wrong, one sentence each (naming the blob).
-    pub problems: Vec<String>,
-}
-
-/// Walks everything reachable from `roots`. `size_of` gives a blob's size (None: missing);
-/// `read` reads a JSON blob verified. Problems are collected, the walk does not stop.
-pub(crate) fn walk(
-    roots: &[Descriptor],
-    mut size_of: impl FnMut(&Digest) -> Option<u64>,
-    mut read: impl FnMut(&Digest) -> Result<Vec<u8>, StoreError>,
-) -> Walk {
-    let mut w = Walk::default();
-    let mut queue: Vec<Descriptor> = roots.to_vec();
-    let mut visited = BTreeSet::new();
-    while let Some(desc) = queue.pop() {
-        let d = match desc_digest(&desc) {
-            Ok(d) => d,
-            Err(e) => {
-                w.problems.push(e.to_string());
-                continue;
-            }
-        };
-        let mt = desc.media_type().to_string();
-        if !visited.insert((d, mt.clone())) {
-            continue;
-        }
-        w.reachable.insert(d, desc.size());
-        let kind = match classify(&mt) {
-            Ok(k) => k,
-            Err(e) => {
-                w.problems.push(e.to_string());
-                continue;
-            }
-        };
-        match size_of(&d) {
-            None => {
-                w.missing.insert(d);
-                continue;
-            }
-            Some(s) if s != desc.size() => {
-                w.problems.push(format!(
-                    "descriptor for {d} claims {} bytes but the blob has {s}",
-                    desc.size()
-                ));
-                continue;
-            }
-            Some(_) => {}
-        }
-        if matches!(kind, Kind::Index | Kind::Manifest | Kind::Config) {
-            match read(&d).and_then(|b| children(&b, kind, &d)) {
-                Ok(c) => queue.extend(c),
-                Err(e) => w.problems.push(e.to_string()),
-            }
-        }
-    }
-    w
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::import::{ImportError, ImportOptions, import};
 use super::*;
+use crate::reference::ImageRef;
 use crate::source_date::SourceDate;
 
 fn new_store() -> (tempfile::TempDir, Store) {

@@ -1,0 +1,359 @@
+//! `cairn import`: bring images into the store from files.
+//!
+//! The input kind is detected, not declared:
+//! - a directory with `oci-layout`: an OCI image layout; every blob reachable from its
+//!   `index.json` is copied and verified;
+//! - a tar (optionally gzip, zstd or xz compressed) holding `oci-layout`: an OCI archive;
+//! - a tar holding `manifest.json`: a `docker save` archive, converted to OCI manifests;
+//! - an `ar` archive (`!<arch>\n`): a Debian package, see [`super::deb`];
+//! - any other tar: a root filesystem, stored as the single layer of a new image;
+//! - any other directory: a root filesystem, written as a deterministic tar layer.
+//!
+//! Everything is staged in a private directory of the store and verified before the first
+//! blob moves into `blobs/`, and names are tagged only after that: a failed import leaves
+//! nothing behind.
+//!
+//! # Determinism of directory imports
+//! A directory becomes a tar whose bytes depend only on the names, file contents, symlink
+//! targets and executable bits in the tree: entries are sorted by name (bytewise) and walked
+//! depth first; owner and group are 0 with no names; directories are 0755, files are 0755 if
+//! any execute bit is set and 0644 otherwise; every mtime is `source_date`; hard links are
+//! stored as separate files. The same tree checked out anywhere (any umask, any checkout
+//! order or time) gives the same layer digest. Devices, sockets and FIFOs are refused.
+//!
+//! Images cairn writes itself (directory, tar and `.deb` imports, `docker save` conversion)
+//! have no `created` time, so their digests depend only on their content.
+//!
+//! Each kind has its own file: `oci` (layout directory and archive), `docker`
+//! (`docker save`) and `rootfs` (root filesystems and `.deb` packages, each written as a
+//! one-layer image). `archive` stages the members of image archives.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Descriptor;
+use serde::Serialize;
+
+use super::deb::DebError;
+use super::{BlobWriter, MT_OCI_MANIFEST, Staging, Store, StoreError, desc_digest};
+use crate::digest::Digest;
+use crate::reference::ImageRef;
+use crate::source_date::SourceDate;
+
+mod archive;
+mod docker;
+mod oci;
+mod rootfs;
+
+/// How imports behave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The mtime of every entry in layers cairn writes from a directory.
+    pub source_date: SourceDate,
+    /// Largest blob (after decompression, for inputs cairn decompresses) accepted.
+    pub max_blob_size: u64,
+    /// The architecture (GOARCH) recorded for root filesystem imports and `Architecture: all`
+    /// packages, which carry none of their own.
+    pub architecture: String,
+}
+
+impl ImportOptions {
+    /// Defaults: 8 GiB blobs, `amd64`.
+    pub fn new(source_date: SourceDate) -> ImportOptions {
+        ImportOptions {
+            source_date,
+            max_blob_size: 8 * 1024 * 1024 * 1024,
+            architecture: "amd64".to_string(),
+        }
+    }
+}
+
+/// One name an import tagged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// The full normalized name (`registry/repo:tag`).
+    pub name: ImageRef,
+    /// The top descriptor (manifest or index) the name points at.
+    pub descriptor: Descriptor,
+    pub digest: Digest,
+}
+
+/// Why an import failed. Every variant names the input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The input is malformed or hostile.
+    #[error("{input}: {reason}")]
+    Input { input: PathBuf, reason: String },
+    /// The input does not say what to call the image.
+    #[error("{input}: {reason}; pass a name with --name")]
+    NameRequired { input: PathBuf, reason: String },
+    #[error("{input}: {what} is larger than the limit of {limit} bytes")]
+    TooLarge { input: PathBuf, what: String, limit: u64 },
+    #[error("{input}: {source}")]
+    Deb {
+        input: PathBuf,
+        #[source]
+        source: DebError,
+    },
+    /// The store refused something (digest mismatch, bad manifest, I/O in the store…).
+    #[error("{input}: {source}")]
+    Store {
+        input: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Imports `source` into `store` and returns the names tagged. `name` overrides (or
+/// supplies) the name when the input holds exactly one image.
+pub fn import(
+    store: &Store,
+    source: &Path,
+    name: Option<&ImageRef>,
+    opts: &ImportOptions,
+) -> Result<Vec<Imported>, ImportError> {
+    let cx = Cx { store, input: source, opts };
+    let meta = fs::metadata(source).map_err(io_err("read", source))?;
+    let staging = Staging::new(store).map_err(cx.st())?;
+    if meta.is_dir() {
+        if source.join("oci-layout").exists() {
+            return cx.oci_layout_dir(staging, name);
+        }
+        return cx.rootfs_dir(staging, name);
+    }
+    if !meta.is_file() {
+        return Err(cx.bad("not a regular file or directory"));
+    }
+    let mut magic = Vec::with_capacity(8);
+    File::open(source)
+        .map_err(io_err("open", source))?
+        .take(8)
+        .read_to_end(&mut magic)
+        .map_err(io_err("read", source))?;
+    if magic.starts_with(b"!<arch>\n") {
+        return cx.deb(staging, name);
+    }
+    // Decompress into the staging area when compressed: the tar is then read from there (and,
+    // for a root filesystem, is already the layer blob).
+    let compression = sniff_compression(&magic);
+    let (tar_path, staged_layer) = match compression {
+        None => (source.to_path_buf(), None),
+        Some(c) => {
+            let f = File::open(source).map_err(io_err("open", source))?;
+            let dec = decoder(c, f).map_err(|e| cx.bad(format!("cannot decompress: {e}")))?;
+            let mut w = staging.writer().map_err(cx.st())?;
+            cx.copy_limited(dec, &mut w, "decompressed input")?;
+            let (d, _) = w.finish(None, "decompressed input").map_err(cx.st())?;
+            let path = staging.dir.path().join(d.hex());
+            (path, Some(d))
+        }
+    };
+    match classify_tar(&tar_path).map_err(|e| cx.bad(e))? {
+        TarKind::OciArchive => cx.oci_archive(staging, &tar_path, name),
+        TarKind::DockerSave => cx.docker_save(staging, &tar_path, name),
+        TarKind::Rootfs => cx.rootfs_tar(staging, &tar_path, staged_layer, name),
+    }
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ImportError {
+    let path = path.to_path_buf();
+    move |source| ImportError::Io { action, path, source }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compressed {
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+fn sniff_compression(magic: &[u8]) -> Option<Compressed> {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Some(Compressed::Gzip)
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Compressed::Zstd)
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Compressed::Xz)
+    } else {
+        None
+    }
+}
+
+fn decoder<'a>(c: Compressed, r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compressed::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compressed::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+        Compressed::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
+    })
+}
+
+enum TarKind {
+    OciArchive,
+    DockerSave,
+    Rootfs,
+}
+
+/// Looks at the member names of a tar (headers only). The error is a sentence for the user.
+fn classify_tar(path: &Path) -> Result<TarKind, String> {
+    let not_tar =
+        |e: &dyn std::fmt::Display| format!("not a tar archive, .deb or image layout: {e}");
+    let file = File::open(path).map_err(|e| not_tar(&e))?;
+    let mut ar = tar::Archive::new(io::BufReader::new(file));
+    let mut any = false;
+    let mut docker = false;
+    for entry in ar.entries().map_err(|e| not_tar(&e))? {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if any => return Err(format!("the tar archive is truncated or corrupt: {e}")),
+            Err(e) => return Err(not_tar(&e)),
+        };
+        any = true;
+        let raw = entry.path_bytes();
+        let name = raw.strip_prefix(b"./").unwrap_or(&raw);
+        if name == b"oci-layout" {
+            return Ok(TarKind::OciArchive);
+        }
+        docker |= name == b"manifest.json";
+    }
+    if !any {
+        return Err(not_tar(&"it has no entries"));
+    }
+    Ok(if docker { TarKind::DockerSave } else { TarKind::Rootfs })
+}
+
+/// The shared state of one import.
+struct Cx<'a> {
+    store: &'a Store,
+    input: &'a Path,
+    opts: &'a ImportOptions,
+}
+
+impl<'a> Cx<'a> {
+    fn bad(&self, reason: impl Into<String>) -> ImportError {
+        ImportError::Input { input: self.input.to_path_buf(), reason: reason.into() }
+    }
+
+    fn st(&self) -> impl Fn(StoreError) -> ImportError + use<'_, 'a> {
+        |source| ImportError::Store { input: self.input.to_path_buf(), source }
+    }
+
+    fn need_name(&self, reason: impl Into<String>) -> ImportError {
+        ImportError::NameRequired { input: self.input.to_path_buf(), reason: reason.into() }
+    }
+
+    /// Copies at most `opts.max_blob_size` bytes; read errors are input errors.
+    fn copy_limited(
+        &self,
+        mut r: impl Read,
+        w: &mut BlobWriter,
+        what: &str,
+    ) -> Result<u64, ImportError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.bad(format!("reading {what}: {e}"))),
+            };
+            total += n as u64;
+            if total > self.opts.max_blob_size {
+                return Err(ImportError::TooLarge {
+                    input: self.input.to_path_buf(),
+                    what: what.to_string(),
+                    limit: self.opts.max_blob_size,
+                });
+            }
+            w.write_all(buf.get(..n).unwrap_or_default()).map_err(|e| ImportError::Store {
+                input: self.input.to_path_buf(),
+                source: StoreError::io("write staged blob for", self.input)(e),
+            })?;
+        }
+    }
+
+    fn stage_bytes(&self, staging: &Staging, bytes: &[u8]) -> Result<(Digest, u64), ImportError> {
+        let mut w = staging.writer().map_err(self.st())?;
+        w.write_all(bytes)
+            .map_err(|e| self.st()(StoreError::io("write staged blob for", self.input)(e)))?;
+        w.finish(None, "generated JSON").map_err(self.st())
+    }
+
+    fn tag_all(&self, tagged: Vec<(ImageRef, Descriptor)>) -> Result<Vec<Imported>, ImportError> {
+        let mut out = Vec::new();
+        for (name, desc) in tagged {
+            self.store.tag(&name, &desc).map_err(self.st())?;
+            let digest = desc_digest(&desc).map_err(self.st())?;
+            out.push(Imported { name, descriptor: desc, digest });
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a whole tar archive, checking every header and that every entry's data is all there.
+fn validate_tar(r: impl Read) -> io::Result<()> {
+    let mut ar = tar::Archive::new(io::BufReader::new(r));
+    let mut count = 0u64;
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let expected = entry.header().entry_size()?;
+        let n = io::copy(&mut entry, &mut io::sink())?;
+        if n != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "entry {:?} is truncated: its header says {expected} bytes, {n} follow",
+                    String::from_utf8_lossy(&entry.path_bytes())
+                ),
+            ));
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "it has no entries"));
+    }
+    Ok(())
+}
+
+struct BlobRef {
+    media_type: &'static str,
+    digest: Digest,
+    size: u64,
+}
+
+/// A deterministic OCI image manifest.
+fn manifest_json(config: BlobRef, layers: Vec<BlobRef>) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Desc {
+        media_type: &'static str,
+        digest: Digest,
+        size: u64,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Manifest {
+        schema_version: u32,
+        media_type: &'static str,
+        config: Desc,
+        layers: Vec<Desc>,
+    }
+    let d = |b: BlobRef| Desc { media_type: b.media_type, digest: b.digest, size: b.size };
+    let m = Manifest {
+        schema_version: 2,
+        media_type: MT_OCI_MANIFEST,
+        config: d(config),
+        layers: layers.into_iter().map(d).collect(),
+    };
+    // Serializing plain structs of strings and integers cannot fail.
+    serde_json::to_vec(&m).unwrap_or_default()
+}
