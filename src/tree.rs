@@ -37,6 +37,27 @@ pub enum TreeError {
     TooLarge { limit: u64 },
 }
 
+impl TreeError {
+    /// The same error with every path made relative to `root`, so that a layer's author
+    /// reads paths as they appear in the layer rather than where cairn placed them.
+    pub fn relative_to(self, root: &TreePath) -> TreeError {
+        let rel = |p: String| match TreePath(p.clone()).strip_prefix(root) {
+            Some(r) if !root.is_root() => r.0,
+            _ => p,
+        };
+        match self {
+            TreeError::NotADirectory { path, parent, kind } => {
+                TreeError::NotADirectory { path: rel(path), parent: rel(parent), kind }
+            }
+            TreeError::SymlinkLoop(p) => TreeError::SymlinkLoop(rel(p)),
+            TreeError::BadHardlink { path, target } => {
+                TreeError::BadHardlink { path: rel(path), target: rel(target) }
+            }
+            other => other,
+        }
+    }
+}
+
 /// A normalized path relative to the image root: `/`-separated, no empty, `.` or `..`
 /// components. The empty path is the root itself.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

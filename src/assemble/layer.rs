@@ -19,8 +19,8 @@ use crate::tree::{Node, NodeKind, Tree, TreeError, TreePath};
 pub enum LayerError {
     #[error("{layer}: entry name {name:?} is not valid UTF-8")]
     NonUtf8 { layer: String, name: String },
-    #[error("{layer}: entry {name:?}: {}", relative_to(root, &source.to_string()))]
-    Path { layer: String, name: String, root: String, source: TreeError },
+    #[error("{layer}: entry {name:?}: {source}")]
+    Path { layer: String, name: String, source: TreeError },
     #[error("{layer}: whiteout {name:?} does not name a plain file (it names {target:?})")]
     BadWhiteout { layer: String, name: String, target: String },
     #[error("{layer}: entry {name:?} has unsupported type {kind} ")]
@@ -77,8 +77,7 @@ pub fn apply_layer(
         let path_err = |source: TreeError| LayerError::Path {
             layer: layer.to_string(),
             name: name.clone(),
-            root: root.to_string(),
-            source,
+            source: source.relative_to(root),
         };
         let rel = TreePath::parse(&name).map_err(path_err)?;
         stats.entries += 1;
@@ -190,11 +189,6 @@ pub fn apply_layer(
         added.insert(path);
     }
     Ok(stats)
-}
-
-/// Speaks of paths as the layer author sees them: relative to the root being applied to.
-fn relative_to(root: &str, message: &str) -> String {
-    if root.is_empty() { message.to_string() } else { message.replace(&format!("\"{root}/"), "\"") }
 }
 
 fn link_name<R: Read>(
