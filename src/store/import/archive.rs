@@ -41,7 +41,7 @@ impl Cx<'_> {
         tar_path: &Path,
     ) -> Result<Members, ImportError> {
         let file = File::open(tar_path).map_err(io_err("open", tar_path))?;
-        let mut ar = tar::Archive::new(io::BufReader::new(file));
+        let mut ar = tar::Archive::new(super::EndOfArchive::new(io::BufReader::new(file)));
         let mut m = Members::default();
         let mut links: BTreeMap<String, String> = BTreeMap::new();
         let entries = ar.entries().map_err(|e| self.bad(format!("reading the archive: {e}")))?;
@@ -98,6 +98,9 @@ impl Cx<'_> {
                     return Err(self.bad(format!("member {path:?} has unsupported type {other:?}")));
                 }
             }
+        }
+        if !ar.into_inner().ended_properly() {
+            return Err(self.bad(super::NO_END_MARKER.to_string()));
         }
         for (path, target) in &links {
             let mut t = target.clone();

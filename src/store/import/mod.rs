@@ -207,7 +207,7 @@ fn classify_tar(path: &Path) -> Result<TarKind, String> {
     let not_tar =
         |e: &dyn std::fmt::Display| format!("not a tar archive, .deb or image layout: {e}");
     let file = File::open(path).map_err(|e| not_tar(&e))?;
-    let mut ar = tar::Archive::new(io::BufReader::new(file));
+    let mut ar = tar::Archive::new(EndOfArchive::new(io::BufReader::new(file)));
     let mut any = false;
     let mut docker = false;
     for entry in ar.entries().map_err(|e| not_tar(&e))? {
@@ -226,6 +226,9 @@ fn classify_tar(path: &Path) -> Result<TarKind, String> {
     }
     if !any {
         return Err(not_tar(&"it has no entries"));
+    }
+    if !ar.into_inner().ended_properly() {
+        return Err(NO_END_MARKER.to_string());
     }
     Ok(if docker { TarKind::DockerSave } else { TarKind::Rootfs })
 }
@@ -300,8 +303,41 @@ impl<'a> Cx<'a> {
 }
 
 /// Reads a whole tar archive, checking every header and that every entry's data is all there.
+/// Wraps the reader a `tar::Archive` reads from and notes whether it ran into the end of
+/// the input. The archive stops at its first all-zero header block without reading further,
+/// so an archive that ends by running out of bytes instead was cut short, perhaps between
+/// two members, which no entry-level check can see.
+pub(super) struct EndOfArchive<R> {
+    inner: R,
+    hit_eof: bool,
+}
+
+impl<R: Read> EndOfArchive<R> {
+    pub(super) fn new(inner: R) -> Self {
+        EndOfArchive { inner, hit_eof: false }
+    }
+
+    /// Whether the archive ended with its end-of-archive marker.
+    pub(super) fn ended_properly(&self) -> bool {
+        !self.hit_eof
+    }
+}
+
+impl<R: Read> Read for EndOfArchive<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        Ok(n)
+    }
+}
+
+pub(super) const NO_END_MARKER: &str =
+    "the archive is truncated: it ends without its end-of-archive blocks";
+
 fn validate_tar(r: impl Read) -> io::Result<()> {
-    let mut ar = tar::Archive::new(io::BufReader::new(r));
+    let mut ar = tar::Archive::new(EndOfArchive::new(io::BufReader::new(r)));
     let mut count = 0u64;
     for entry in ar.entries()? {
         let mut entry = entry?;
@@ -320,6 +356,9 @@ fn validate_tar(r: impl Read) -> io::Result<()> {
     }
     if count == 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "it has no entries"));
+    }
+    if !ar.into_inner().ended_properly() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NO_END_MARKER));
     }
     Ok(())
 }
