@@ -116,6 +116,52 @@ Maintainer: Santiago Vila <sanvila@debian.org>\nDescription: example package\n",
     }
 }
 
+/// The fixture plus awkward but possible input: odd characters everywhere, names that
+/// collide once sanitized, licence text that is not an expression.
+fn hostile_fixture() -> BuildFacts {
+    let mut f = fixture();
+    let odd = OsPackage {
+        kind: PackageKind::Apk,
+        name: "Wéird pkg/1".into(),
+        version: "1:2 3+4".into(),
+        arch: String::new(),
+        source: Some("(x)".into()),
+        maintainer: Some("Bad (paren) <x>".into()),
+        license: Some("MIT\nGPL (v2)".into()),
+    };
+    f.components[2].packages.push(odd.clone());
+    f.components[2].packages.push(OsPackage { license: Some("((( ".into()), ..odd });
+    let mut twin = f.components[0].clone();
+    twin.role = "services".into();
+    twin.name = "a_b".into();
+    let mut twin2 = twin.clone();
+    twin2.name = "a.b".into();
+    let mut twin3 = twin.clone();
+    twin3.name = "a-b".into();
+    f.components.extend([twin, twin2, twin3]);
+    f.subjects.push(Subject { name: "out dir/x y\"é".into(), digest: d("odd") });
+    f.files.push(SourceFile { source: "files/a b?c#d".into(), digest: d("f"), size: 1 });
+    f
+}
+
+#[test]
+fn hostile_facts_still_give_unique_ids() {
+    let doc = sbom::spdx::document(&hostile_fixture());
+    let ids: Vec<&str> =
+        doc["packages"].as_array().unwrap().iter().map(|p| p["SPDXID"].as_str().unwrap()).collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "{ids:?}");
+    let bom = sbom::cyclonedx::document(&hostile_fixture());
+    let refs: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["bom-ref"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = refs.iter().copied().collect();
+    assert_eq!(refs.len(), unique.len(), "{refs:?}");
+}
+
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("attestations")
 }
@@ -305,61 +351,104 @@ fn skip(script: &str, why: &str) {
     eprintln!("!!!!!!!! install with: pip install -r tests/external/requirements.txt\n");
 }
 
-/// Writes `doc` and a mangled copy into `dir`; the validator must accept the first and
-/// reject the second.
-fn check(script: &str, dir: &Path, name: &str, doc: &Value, mangle: impl Fn(&mut Value)) {
-    let good = dir.join(name);
-    std::fs::write(&good, to_json_bytes(doc)).unwrap();
-    let mut bad_doc = doc.clone();
-    mangle(&mut bad_doc);
-    let bad = dir.join(format!("mangled-{name}"));
-    std::fs::write(&bad, to_json_bytes(&bad_doc)).unwrap();
-    let Some((ok, text)) = run_validator(script, &[&good]) else { return };
-    assert!(ok, "{script} rejected {name}:\n{text}");
-    let Some((ok, text)) = run_validator(script, &[&bad]) else { return };
-    assert!(!ok, "{script} accepted a mangled {name}:\n{text}");
+/// Documents for one validator: each good one must be accepted, each mangled copy rejected.
+/// All of them go to one validator run (the Python imports are the slow part).
+struct Checks {
+    script: &'static str,
+    dir: tempfile::TempDir,
+    good: Vec<PathBuf>,
+    bad: Vec<PathBuf>,
+}
+
+impl Checks {
+    fn new(script: &'static str, golden: &str) -> Checks {
+        let dir = tempfile::tempdir().unwrap();
+        Checks { script, dir, good: vec![golden_dir().join(golden)], bad: Vec::new() }
+    }
+
+    fn case(&mut self, name: &str, doc: &Value, mangle: impl Fn(&mut Value)) {
+        let good = self.dir.path().join(name);
+        std::fs::write(&good, to_json_bytes(doc)).unwrap();
+        let mut bad_doc = doc.clone();
+        mangle(&mut bad_doc);
+        assert_ne!(&bad_doc, doc, "mangling {name} changed nothing");
+        let bad = self.dir.path().join(format!("mangled-{name}"));
+        std::fs::write(&bad, to_json_bytes(&bad_doc)).unwrap();
+        self.good.push(good);
+        self.bad.push(bad);
+    }
+
+    fn run(self) {
+        let all: Vec<&Path> = self.good.iter().chain(&self.bad).map(PathBuf::as_path).collect();
+        let Some((ok, text)) = run_validator(self.script, &all) else { return };
+        assert!(!ok, "{} accepted everything, mangled files included:\n{text}", self.script);
+        let lines: Vec<&str> = text.lines().collect();
+        for p in &self.good {
+            let want = format!("valid {}", p.display());
+            assert!(lines.iter().any(|l| l.starts_with(&want)), "{}: {want}?\n{text}", self.script);
+        }
+        for p in &self.bad {
+            let want = format!("INVALID {}", p.display());
+            assert!(lines.iter().any(|l| l.starts_with(&want)), "{}: {want}?\n{text}", self.script);
+        }
+    }
 }
 
 #[test]
 fn external_spdx_validator() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut checks = Checks::new("validate_spdx.py", "sbom.spdx.example.json");
     let doc = sbom::spdx::document(&fixture());
-    check("validate_spdx.py", dir.path(), "x.spdx.json", &doc, |d| {
+    checks.case("x.spdx.json", &doc, |d| {
         d["relationships"][0]["relatedSpdxElement"] = "SPDXRef-Nowhere".into();
     });
-    check("validate_spdx.py", dir.path(), "y.spdx.json", &doc, |d| {
+    checks.case("y.spdx.json", &doc, |d| {
         d["packages"][3]["licenseDeclared"] = "NotALicense AND".into();
     });
+    let hostile = sbom::spdx::document(&hostile_fixture());
+    checks.case("h.spdx.json", &hostile, |d| {
+        d["SPDXID"] = "SPDXRef-DOC UMENT".into();
+    });
+    checks.run();
 }
 
 #[test]
 fn external_cyclonedx_validator() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut checks = Checks::new("validate_cyclonedx.py", "sbom.cdx.example.json");
     let doc = sbom::cyclonedx::document(&fixture());
-    check("validate_cyclonedx.py", dir.path(), "x.cdx.json", &doc, |d| {
+    checks.case("x.cdx.json", &doc, |d| {
         d["components"][0]["hashes"][0]["alg"] = "SHA-257".into();
     });
-    check("validate_cyclonedx.py", dir.path(), "y.cdx.json", &doc, |d| {
+    checks.case("y.cdx.json", &doc, |d| {
         d["serialNumber"] = "urn:uuid:not-a-uuid".into();
     });
+    let hostile = sbom::cyclonedx::document(&hostile_fixture());
+    checks.case("h.cdx.json", &hostile, |d| {
+        d["metadata"]["timestamp"] = "yesterday".into();
+    });
+    checks.run();
 }
 
 #[test]
 fn external_intoto_validator() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut checks = Checks::new("validate_intoto.py", "provenance.example.json");
     let facts = fixture();
     let prov = provenance::provenance_statement(&facts);
-    check("validate_intoto.py", dir.path(), "prov.json", &prov, |d| {
+    checks.case("prov.json", &prov, |d| {
         d["predicate"]["buildDefinition"].as_object_mut().map(|m| m.remove("buildType"));
     });
-    check("validate_intoto.py", dir.path(), "prov2.json", &prov, |d| {
+    checks.case("prov2.json", &prov, |d| {
         d["subject"][0]["digest"]["sha256"] = "abc".into();
     });
-    check("validate_intoto.py", dir.path(), "prov3.json", &prov, |d| {
+    checks.case("prov3.json", &prov, |d| {
         d["_type"] = "https://in-toto.io/Statement/v0.1".into();
     });
+    let hostile = provenance::provenance_statement(&hostile_fixture());
+    checks.case("prov4.json", &hostile, |d| {
+        d["predicate"]["runDetails"]["builder"]["id"] = "".into();
+    });
     let st = sbom_statement(&facts, &sbom::spdx::document(&facts));
-    check("validate_intoto.py", dir.path(), "sbom.json", &st, |d| {
+    checks.case("sbom.json", &st, |d| {
         d["subject"] = Value::Array(Vec::new());
     });
+    checks.run();
 }
