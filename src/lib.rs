@@ -9,6 +9,7 @@
 
 pub mod assemble;
 pub mod atomic;
+pub mod attest;
 pub mod cli;
 pub mod digest;
 pub mod emit;
