@@ -278,6 +278,8 @@ pub struct PinnedImage {
     pub role: Role,
     /// Position within its section (0 for the kernel).
     pub index: usize,
+    /// The container name, or `kernel` / `init[N]`.
+    pub name: String,
     pub image: ImageRef,
     pub locked: LockedImage,
     pub resolved: ResolvedImage,
@@ -381,6 +383,7 @@ pub fn pin_for_build(
         images.push(PinnedImage {
             role: u.role,
             index: u.index,
+            name: u.name.clone(),
             image: u.image.clone(),
             locked,
             resolved,

@@ -16,6 +16,7 @@ pub mod layer;
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read};
 
+use crate::attest::{PACKAGE_DB_DIR_PREFIXES, PACKAGE_DB_PATHS, PackageDb};
 use crate::digest::Digest;
 use crate::lock::BuildInputs;
 use crate::source_date::SourceDate;
@@ -69,30 +70,19 @@ pub struct Assembly {
     pub source_date: SourceDate,
     /// Package databases and os-release files found in each component, aligned with
     /// [`BuildInputs::images`]: the raw material of the SBOM.
-    pub package_dbs: Vec<Vec<PackageDbFile>>,
+    pub package_dbs: Vec<Vec<PackageDb>>,
     /// Device nodes and FIFOs left out of layers, as `image: path`.
     pub skipped: Vec<String>,
 }
 
-/// Files that describe the OS packages of a component (dpkg, apk, os-release).
-pub const PACKAGE_DB_FILES: &[&str] =
-    &["var/lib/dpkg/status", "lib/apk/db/installed", "etc/os-release", "usr/lib/os-release"];
-/// Directory of per-package dpkg status files (distroless images).
-pub const PACKAGE_DB_DIR: &str = "var/lib/dpkg/status.d";
 /// Upper bound on one package database file.
 const MAX_PACKAGE_DB: u64 = 64 << 20;
 
-/// One package database file of a component, relative to the component's root.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PackageDbFile {
-    pub path: String,
-    pub bytes: Vec<u8>,
-}
-
 /// The package databases of the image flattened at `root`.
-fn find_package_dbs(tree: &Tree, root: &TreePath) -> Result<Vec<PackageDbFile>, AssembleError> {
-    let mut paths: Vec<String> = PACKAGE_DB_FILES.iter().map(|p| p.to_string()).collect();
-    if let Ok(dir) = TreePath::parse(PACKAGE_DB_DIR) {
+fn find_package_dbs(tree: &Tree, root: &TreePath) -> Result<Vec<PackageDb>, AssembleError> {
+    let mut paths: Vec<String> = PACKAGE_DB_PATHS.iter().map(|p| p.to_string()).collect();
+    for prefix in PACKAGE_DB_DIR_PREFIXES {
+        let Ok(dir) = TreePath::parse(prefix) else { continue };
         let dir = root.join_path(&dir);
         for (p, n) in tree.iter_under(&dir) {
             if p != &dir
@@ -114,7 +104,7 @@ fn find_package_dbs(tree: &Tree, root: &TreePath) -> Result<Vec<PackageDbFile>, 
             continue;
         }
         let bytes = tree.read_to_vec(content).map_err(AssembleError::Spool)?;
-        found.push(PackageDbFile { path: rel, bytes });
+        found.push(PackageDb { path: rel, bytes });
     }
     Ok(found)
 }

@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::digest::Digest;
 use crate::source_date::SourceDate;
 
+pub mod facts;
 pub mod license;
 pub mod os_release;
 pub mod packages;

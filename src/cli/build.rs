@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::assemble::{self, AssembleOptions};
+use crate::attest::facts::{BuildContext, build_facts};
+use crate::attest::sbom::{cyclonedx, spdx};
+use crate::attest::{BuildFacts, DEFAULT_BUILDER_ID, provenance, to_json_bytes};
 use crate::emit::{self, Format};
 use crate::lock::{self, LockMode};
 
@@ -47,6 +50,10 @@ pub struct Args {
     /// Fail (exit 1) if SPEC.lock is missing or does not match the spec.
     #[arg(long)]
     pub locked: bool,
+
+    /// The SLSA builder id recorded in the provenance (who ran this build).
+    #[arg(long, value_name = "URI", default_value = DEFAULT_BUILDER_ID)]
+    pub builder_id: String,
 
     /// Refuse layers that unpack to more than this many bytes in total.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
@@ -113,8 +120,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&args.output)
         .with_context(|| format!("writing to output directory {}", args.output.display()))?;
     progress.say("writing outputs");
-    let outputs = emit::emit(&assembly.tree, &formats, staging.path(), &name, assembly.source_date)
-        .with_context(|| format!("writing outputs of {spec_name}"))?;
+    let mut outputs =
+        emit::emit(&assembly.tree, &formats, staging.path(), &name, assembly.source_date)
+            .with_context(|| format!("writing outputs of {spec_name}"))?;
+    let spec_file_name = loaded
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec_name.clone());
+    let ctx = BuildContext {
+        name: &name,
+        spec_path: &spec_file_name,
+        spec_digest: loaded.digest,
+        formats: formats.iter().map(|f| f.to_string()).collect(),
+        builder_id: &args.builder_id,
+    };
+    let facts = build_facts(&ctx, &inputs, &assembly.package_dbs, &outputs);
+    let documents = attestation_documents(&facts);
+    for (file_name, bytes) in documents {
+        let path = staging.path().join(&file_name);
+        crate::atomic::write_atomic(&path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        outputs.push(emit::Output {
+            rel_path: file_name,
+            digest: crate::digest::Digest::of(&bytes),
+            size: bytes.len() as u64,
+        });
+    }
     publish(staging.path(), &args.output, &outputs)?;
     progress.finish();
     if !global.quiet {
@@ -123,6 +155,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The unsigned attestations of a build, as (file name, bytes): the SPDX and CycloneDX
+/// SBOMs and the in-toto statement carrying the SLSA provenance.
+pub(super) fn attestation_documents(facts: &BuildFacts) -> Vec<(String, Vec<u8>)> {
+    let name = &facts.name;
+    vec![
+        (format!("{name}.spdx.json"), to_json_bytes(&spdx::document(facts))),
+        (format!("{name}.cdx.json"), to_json_bytes(&cyclonedx::document(facts))),
+        (
+            format!("{name}.provenance.json"),
+            to_json_bytes(&provenance::provenance_statement(facts)),
+        ),
+    ]
 }
 
 /// Moves finished outputs from the staging directory into place, each with one rename.
