@@ -153,19 +153,21 @@ pub struct Envelope {
     signatures: Vec<Signature>,
 }
 
+/// The JSON shape of a signature. `bundle` reuses these to parse its `dsseEnvelope`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireSignature {
-    keyid: String,
-    sig: String,
+pub(crate) struct WireSignature {
+    pub(crate) keyid: String,
+    pub(crate) sig: String,
 }
 
+/// The JSON shape of an envelope, fields in the spec's order.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct WireEnvelope {
-    payload: String,
-    payload_type: String,
-    signatures: Vec<WireSignature>,
+pub(crate) struct WireEnvelope {
+    pub(crate) payload: String,
+    pub(crate) payload_type: String,
+    pub(crate) signatures: Vec<WireSignature>,
 }
 
 /// Strict base64: standard alphabet, canonical padding, no stray bits.
@@ -212,7 +214,7 @@ impl Envelope {
         &self.signatures
     }
 
-    fn to_wire(&self) -> WireEnvelope {
+    pub(crate) fn to_wire(&self) -> WireEnvelope {
         WireEnvelope {
             payload: STANDARD.encode(&self.payload),
             payload_type: self.payload_type.clone(),
@@ -222,6 +224,17 @@ impl Envelope {
                 .map(|s| WireSignature { keyid: s.keyid.clone(), sig: STANDARD.encode(&s.sig) })
                 .collect(),
         }
+    }
+
+    /// A copy carrying only the signatures whose key id is `keyid` (`None` if there are none).
+    pub(crate) fn only_signed_by(&self, keyid: &str) -> Option<Envelope> {
+        let signatures: Vec<Signature> =
+            self.signatures.iter().filter(|s| s.keyid == keyid).cloned().collect();
+        (!signatures.is_empty()).then(|| Envelope {
+            payload: self.payload.clone(),
+            payload_type: self.payload_type.clone(),
+            signatures,
+        })
     }
 
     /// The envelope as one line of compact JSON, without the trailing newline.
@@ -240,7 +253,7 @@ impl Envelope {
         Envelope::from_wire(wire)
     }
 
-    fn from_wire(wire: WireEnvelope) -> Result<Self, DsseError> {
+    pub(crate) fn from_wire(wire: WireEnvelope) -> Result<Self, DsseError> {
         let malformed = |reason| DsseError::Malformed { reason };
         if wire.signatures.is_empty() {
             return Err(malformed("the envelope has no signatures".into()));
