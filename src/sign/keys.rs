@@ -509,12 +509,14 @@ impl SigningKey {
         match passphrase {
             Some("") => Err(SignError::EmptyPassphrase),
             Some(p) => match &self.inner {
-                SecretInner::Ed25519(k) => k.to_pkcs8_encrypted_pem(p, LineEnding::LF),
+                SecretInner::Ed25519(k) => {
+                    Ed25519Pkcs8(k).to_pkcs8_encrypted_pem(p, LineEnding::LF)
+                }
                 SecretInner::EcdsaP256(k) => k.to_pkcs8_encrypted_pem(p, LineEnding::LF),
             }
             .map_err(encode_err),
             None => match &self.inner {
-                SecretInner::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
+                SecretInner::Ed25519(k) => Ed25519Pkcs8(k).to_pkcs8_pem(LineEnding::LF),
                 SecretInner::EcdsaP256(k) => k.to_pkcs8_pem(LineEnding::LF),
             }
             .map_err(encode_err),
@@ -529,6 +531,29 @@ impl SigningKey {
             reason: "file is not UTF-8 text".into(),
         })?;
         SigningKey::from_pkcs8_pem(text, passphrase)
+    }
+}
+
+/// An Ed25519 private key encoded as PKCS#8 v1 (RFC 8410 section 7, no public key), the form
+/// OpenSSL writes and reads.
+///
+/// `ed25519-dalek` would write v2 (`OneAsymmetricKey` with the public key), which OpenSSL 3.0
+/// refuses to load, and it goes through an intermediate `KeypairBytes` that does not zeroize
+/// the seed. The v1 encoding is a fixed 16-byte prefix followed by the 32-byte seed.
+struct Ed25519Pkcs8<'a>(&'a ed25519_dalek::SigningKey);
+
+impl EncodePrivateKey for Ed25519Pkcs8<'_> {
+    fn to_pkcs8_der(&self) -> pkcs8::Result<SecretDocument> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }
+        const PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let mut der = Zeroizing::new([0u8; 48]);
+        let (prefix, seed) = der.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(&PREFIX);
+        seed.copy_from_slice(self.0.as_bytes());
+        Ok(SecretDocument::try_from(&der[..])?)
     }
 }
 
@@ -668,6 +693,13 @@ fbWN2ZArgg1Fdg4xhq//PY4stTCMUsjPpuAGLDnxAxbkgTrzJ1JIW+eE
             fixed_key(Algorithm::EcdsaP256).public_key().key_id(),
             "ZACz3kDHZjn6YftzZg1RF61YGumebVbZmR9GdMKmLvI="
         );
+    }
+
+    /// cairn writes the fixed keys back exactly as OpenSSL wrote them.
+    #[test]
+    fn pkcs8_matches_openssl_encoding() {
+        assert_eq!(*fixed_key(Algorithm::Ed25519).to_pkcs8_pem(None).unwrap(), ED25519_PEM);
+        assert_eq!(*fixed_key(Algorithm::EcdsaP256).to_pkcs8_pem(None).unwrap(), P256_PEM);
     }
 
     #[test]
