@@ -12,3 +12,6 @@
 pub mod bundle;
 pub mod dsse;
 pub mod keys;
+
+#[cfg(test)]
+mod external_tests;
