@@ -329,7 +329,7 @@ mod tests {
 
     fn bundle(alg: Algorithm) -> (SigningKey, Bundle) {
         let key = fixed_key(alg);
-        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+        let env = dsse::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
         let bundle = bundle_for(&env, key.public_key()).unwrap();
         (key, bundle)
     }
@@ -371,7 +371,7 @@ mod tests {
     fn bundle_for_picks_the_keys_signature() {
         let ed = fixed_key(Algorithm::Ed25519);
         let p256 = fixed_key(Algorithm::EcdsaP256);
-        let mut env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &ed).unwrap();
+        let mut env = dsse::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &ed).unwrap();
         env.add_signature(&p256).unwrap();
         let b = bundle_for(&env, p256.public_key()).unwrap();
         assert_eq!(b.envelope().signatures().len(), 1);

@@ -175,18 +175,19 @@ pub(crate) fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, String> {
     STANDARD.decode(text).map_err(|e| format!("{field} is not standard base64: {e}"))
 }
 
-impl Envelope {
-    /// Sign `payload` as `payload_type` with `key`: an envelope with one signature.
-    pub fn sign(payload_type: &str, payload: &[u8], key: &SigningKey) -> Result<Self, DsseError> {
-        let mut envelope = Envelope {
-            payload: payload.to_vec(),
-            payload_type: payload_type.to_owned(),
-            signatures: Vec::new(),
-        };
-        envelope.add_signature(key)?;
-        Ok(envelope)
-    }
+/// Sign `payload` as `payload_type` with `key`: an envelope with one signature whose keyid is
+/// the key's [`key_id`](super::keys::key_id).
+pub fn sign(payload_type: &str, payload: &[u8], key: &SigningKey) -> Result<Envelope, DsseError> {
+    let mut envelope = Envelope {
+        payload: payload.to_vec(),
+        payload_type: payload_type.to_owned(),
+        signatures: Vec::new(),
+    };
+    envelope.add_signature(key)?;
+    Ok(envelope)
+}
 
+impl Envelope {
     /// Add a signature by `key`. Signatures stay in the order they were added; adding a key
     /// that already signed is a no-op (its signature would be the same bytes).
     pub fn add_signature(&mut self, key: &SigningKey) -> Result<(), DsseError> {
@@ -386,7 +387,7 @@ mod tests {
     fn sign_and_verify_per_algorithm() {
         for alg in Algorithm::ALL {
             let key = fixed_key(alg);
-            let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
             assert_eq!(env.signatures().len(), 1);
             assert_eq!(env.signatures()[0].keyid(), key.public_key().key_id());
             let verified = verify(&env, &[key.public_key().clone()]).unwrap();
@@ -400,8 +401,8 @@ mod tests {
     fn signing_is_deterministic() {
         for alg in Algorithm::ALL {
             let key = fixed_key(alg);
-            let a = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
-            let b = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let a = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let b = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
             assert_eq!(a.to_json_line(), b.to_json_line(), "{alg}");
         }
     }
@@ -411,7 +412,7 @@ mod tests {
         for alg in Algorithm::ALL {
             let key = fixed_key(alg);
             let trusted = [key.public_key().clone()];
-            let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
 
             let mut payload = env.clone();
             payload.payload.push(b' ');
@@ -433,7 +434,7 @@ mod tests {
                 Err(DsseError::Untrusted { .. })
             ));
             // Wrong key claiming the trusted key's id: verified against the trusted key, fails.
-            let mut forged = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &other).unwrap();
+            let mut forged = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &other).unwrap();
             forged.signatures[0].keyid = key.public_key().key_id();
             assert!(matches!(verify(&forged, &trusted), Err(DsseError::BadSignature { .. })));
 
@@ -445,7 +446,7 @@ mod tests {
     fn multiple_signatures() {
         let ed = fixed_key(Algorithm::Ed25519);
         let p256 = fixed_key(Algorithm::EcdsaP256);
-        let mut env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &ed).unwrap();
+        let mut env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &ed).unwrap();
         env.add_signature(&p256).unwrap();
         env.add_signature(&ed).unwrap();
         assert_eq!(env.signatures().len(), 2);
@@ -463,7 +464,7 @@ mod tests {
     fn json_round_trip_and_field_order() {
         for alg in Algorithm::ALL {
             let key = fixed_key(alg);
-            let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
             let line = env.to_json_line();
             assert!(!line.contains('\n'));
             assert!(line.starts_with(r#"{"payload":""#), "{line}");

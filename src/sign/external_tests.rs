@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::bundle::bundle_for;
-use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use super::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::keys::tests::fixed_key;
 use super::keys::{Algorithm, SigningKey};
 
@@ -75,7 +75,7 @@ impl Fixture {
     fn new(alg: Algorithm) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let key = fixed_key(alg);
-        let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+        let envelope = dsse::sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
         std::fs::write(dir.path().join("key.pub"), key.public_key().to_spki_pem()).unwrap();
         let other = SigningKey::generate(alg).unwrap();
         std::fs::write(dir.path().join("other.pub"), other.public_key().to_spki_pem()).unwrap();
@@ -171,6 +171,22 @@ fn openssl_reads_cairn_keys() {
             let out = run(&mut cmd);
             assert!(out.status.success(), "{alg}: {}", String::from_utf8_lossy(&out.stderr));
             assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{alg} {passphrase:?}");
+        }
+        // And the other way: keys OpenSSL encrypted (PBES2: PBKDF2-HMAC-SHA256 + AES-256-CBC,
+        // and scrypt + AES-256-CBC) load in cairn.
+        let plain = f.write("plain.pem", &f.key.to_pkcs8_pem(None).unwrap());
+        for kdf in [&["-v2", "aes-256-cbc"][..], &["-v2", "aes-256-cbc", "-scrypt"][..]] {
+            let mut cmd = Command::new("openssl");
+            cmd.args(["pkcs8", "-topk8", "-passout", "pass:s3cret"])
+                .args(kdf)
+                .arg("-in")
+                .arg(&plain);
+            let out = run(&mut cmd);
+            assert!(out.status.success(), "{alg}: {}", String::from_utf8_lossy(&out.stderr));
+            let pem = String::from_utf8(out.stdout).unwrap();
+            assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{pem}");
+            let key = SigningKey::from_pkcs8_pem(&pem, Some("s3cret")).unwrap();
+            assert_eq!(key.public_key(), f.key.public_key(), "{alg} {kdf:?}");
         }
     }
 }
