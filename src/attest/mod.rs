@@ -175,9 +175,15 @@ pub fn component_packages(dbs: &[PackageDb]) -> (Vec<OsPackage>, Option<OsReleas
 /// The SBOM attestation: an in-toto Statement v1 over the same subjects as the provenance,
 /// with the SPDX document as its predicate.
 pub fn sbom_statement(facts: &BuildFacts, spdx_doc: &Value) -> Value {
+    sbom_statement_for(&subjects_json(facts), spdx_doc)
+}
+
+/// [`sbom_statement`] from the subjects of an existing provenance statement (for signing
+/// outputs after the build, where only the files are at hand).
+pub fn sbom_statement_for(subjects: &Value, spdx_doc: &Value) -> Value {
     serde_json::json!({
         "_type": STATEMENT_TYPE,
-        "subject": subjects_json(facts),
+        "subject": subjects,
         "predicateType": SPDX_PREDICATE_TYPE,
         "predicate": spdx_doc,
     })

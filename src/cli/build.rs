@@ -8,9 +8,10 @@ use anyhow::Context;
 use crate::assemble::{self, AssembleOptions};
 use crate::attest::facts::{BuildContext, build_facts};
 use crate::attest::sbom::{cyclonedx, spdx};
-use crate::attest::{BuildFacts, DEFAULT_BUILDER_ID, provenance, to_json_bytes};
+use crate::attest::{BuildFacts, DEFAULT_BUILDER_ID, provenance, sbom_statement, to_json_bytes};
 use crate::emit::{self, Format};
 use crate::lock::{self, LockMode};
+use crate::sign::attestations::sign_statements;
 
 use super::GlobalArgs;
 use super::lock::LoadedSpec;
@@ -51,6 +52,12 @@ pub struct Args {
     #[arg(long)]
     pub locked: bool,
 
+    /// Sign the provenance and SBOM attestations with this private key (PKCS#8 PEM;
+    /// CAIRN_KEY_PASSPHRASE decrypts an encrypted one): writes NAME.intoto.jsonl and
+    /// NAME.sigstore.json.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
     /// The SLSA builder id recorded in the provenance (who ran this build).
     #[arg(long, value_name = "URI", default_value = DEFAULT_BUILDER_ID)]
     pub builder_id: String,
@@ -80,6 +87,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         args.formats.clone()
     };
     let env_sd = super::env_source_date()?;
+    // A bad key or passphrase should fail before minutes of work, not after.
+    let sign_key = args.sign_key.as_deref().map(super::load_signing_key).transpose()?;
     let lock_file = loaded.read_lock()?;
     let store = global.open_store()?;
     let mode = if args.locked { LockMode::Locked } else { LockMode::PinnedOnly };
@@ -136,7 +145,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         builder_id: &args.builder_id,
     };
     let facts = build_facts(&ctx, &inputs, &assembly.package_dbs, &outputs);
-    let documents = attestation_documents(&facts);
+    let mut documents = attestation_documents(&facts);
+    if let Some(key) = &sign_key {
+        let provenance = provenance::provenance_statement(&facts);
+        let sbom = sbom_statement(&facts, &spdx::document(&facts));
+        let signed = sign_statements(&provenance, &sbom, key)
+            .with_context(|| format!("signing the attestations of {spec_name}"))?;
+        documents.push((format!("{name}.intoto.jsonl"), signed.intoto_jsonl));
+        documents.push((format!("{name}.sigstore.json"), signed.sigstore_json));
+    }
     for (file_name, bytes) in documents {
         let path = staging.path().join(&file_name);
         crate::atomic::write_atomic(&path, &bytes)

@@ -7,7 +7,9 @@
 mod build;
 mod completions;
 mod import;
+mod keygen;
 mod lock;
+mod sign;
 mod store;
 
 use std::path::PathBuf;
@@ -60,6 +62,8 @@ pub enum Command {
     Import(import::Args),
     Lock(lock::Args),
     Build(build::Args),
+    Keygen(keygen::Args),
+    Sign(sign::Args),
     #[command(subcommand)]
     Store(store::StoreCommand),
     Completions(completions::Args),
@@ -105,6 +109,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(args, &cli.global),
         Command::Lock(args) => lock::run(args, &cli.global),
         Command::Build(args) => build::run(args, &cli.global),
+        Command::Keygen(args) => keygen::run(args, &cli.global),
+        Command::Sign(args) => sign::run(args, &cli.global),
         Command::Store(cmd) => store::run(cmd, &cli.global),
         Command::Completions(args) => completions::run(args),
     }
@@ -123,6 +129,29 @@ impl GlobalArgs {
         crate::store::Store::open(&root)
             .with_context(|| format!("opening the store {}", root.display()))
     }
+}
+
+/// The environment variable that holds the passphrase of an encrypted private key.
+pub const PASSPHRASE_ENV: &str = "CAIRN_KEY_PASSPHRASE";
+
+/// The key passphrase from the environment: unset or empty means none.
+pub fn key_passphrase() -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    match std::env::var(PASSPHRASE_ENV) {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => Ok(Some(zeroize::Zeroizing::new(v))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{PASSPHRASE_ENV} is not valid UTF-8")
+        }
+    }
+}
+
+/// Reads a private key, decrypting it with the passphrase from the environment if needed.
+pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<crate::sign::keys::SigningKey> {
+    use anyhow::Context;
+    let passphrase = key_passphrase()?;
+    crate::sign::keys::SigningKey::read_pem_file(path, passphrase.as_deref().map(String::as_str))
+        .with_context(|| format!("reading signing key {}", path.display()))
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment: unset or empty means none; malformed is an error.
@@ -167,6 +196,17 @@ mod tests {
             &["cairn", "store", "gc", "--dry-run"],
             &["cairn", "store", "fsck"],
             &["cairn", "completions", "bash"],
+            &["cairn", "keygen", "--out", "release", "--alg", "ecdsa-p256"],
+            &["cairn", "sign", "out", "--key", "release.key"],
+            &[
+                "cairn",
+                "build",
+                "x.yml",
+                "--sign-key",
+                "k.key",
+                "--builder-id",
+                "https://ci.example/b",
+            ],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

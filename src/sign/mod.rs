@@ -9,6 +9,7 @@
 //! outputs are as reproducible as the image. Nothing here prints, reads the environment or
 //! touches the network; the CLI passes passphrases in (from `CAIRN_KEY_PASSPHRASE`).
 
+pub mod attestations;
 pub mod bundle;
 pub mod dsse;
 pub mod keys;

@@ -1,0 +1,147 @@
+//! `cairn sign`: sign the attestations of outputs that already exist.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::attest::{STATEMENT_TYPE, sbom_statement_for};
+use crate::digest::Digest;
+use crate::sign::attestations::sign_statements;
+
+use super::GlobalArgs;
+
+/// Sign the attestations of an unsigned build in DIR.
+///
+/// For keys held on another host: run `cairn build` without --sign-key, move the output
+/// directory to the signing host, and sign there. Every subject of NAME.provenance.json is
+/// re-hashed first; cairn refuses (exit 1) to sign outputs that do not match it. Writes
+/// NAME.intoto.jsonl and NAME.sigstore.json, byte-identical to what `build --sign-key`
+/// writes with the same key.
+///
+/// Examples:
+///   cairn sign out/ --key release.key
+///   CAIRN_KEY_PASSPHRASE=... cairn sign out/ --key release.key --name hello
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The output directory of a build.
+    pub dir: PathBuf,
+
+    /// Private key (PKCS#8 PEM); CAIRN_KEY_PASSPHRASE decrypts an encrypted one.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+
+    /// Base name of the outputs. Default: the only NAME.provenance.json in DIR.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let key = super::load_signing_key(&args.key)?;
+    let name = match args.name {
+        Some(n) => n,
+        None => only_provenance_name(&args.dir)?,
+    };
+    let provenance_path = args.dir.join(format!("{name}.provenance.json"));
+    let provenance = read_json(&provenance_path)?;
+    if provenance.get("_type").and_then(Value::as_str) != Some(STATEMENT_TYPE) {
+        anyhow::bail!("reading {}: not an in-toto Statement v1", provenance_path.display());
+    }
+    let subjects = provenance.get("subject").cloned().unwrap_or(Value::Null);
+    if let Err(reason) = check_subjects(&args.dir, &subjects) {
+        eprintln!("cairn: refusing to sign {}: {reason}", args.dir.display());
+        return Ok(ExitCode::from(super::EXIT_REJECTED));
+    }
+    let spdx = read_json(&args.dir.join(format!("{name}.spdx.json")))?;
+    let sbom = sbom_statement_for(&subjects, &spdx);
+    let signed = sign_statements(&provenance, &sbom, &key)
+        .with_context(|| format!("signing {}", provenance_path.display()))?;
+    for (file, bytes) in [
+        (format!("{name}.intoto.jsonl"), &signed.intoto_jsonl),
+        (format!("{name}.sigstore.json"), &signed.sigstore_json),
+    ] {
+        let path = args.dir.join(file);
+        crate::atomic::write_atomic(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if !global.quiet {
+            println!("{}  {}", Digest::of(bytes), path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("reading {}: not JSON", path.display()))
+}
+
+fn only_provenance_name(dir: &Path) -> anyhow::Result<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        if let Some(n) = entry.file_name().to_str().and_then(|f| f.strip_suffix(".provenance.json"))
+        {
+            names.push(n.to_string());
+        }
+    }
+    names.sort();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!("{}: no NAME.provenance.json to sign", dir.display()),
+        _ => anyhow::bail!(
+            "{}: several builds ({}); choose one with --name",
+            dir.display(),
+            names.join(", ")
+        ),
+    }
+}
+
+/// Re-hashes every subject: a file's sha256, or for an OCI layout directory the digest of
+/// the manifest its index.json names (checked against the blob itself).
+fn check_subjects(dir: &Path, subjects: &Value) -> Result<(), String> {
+    let list =
+        subjects.as_array().filter(|l| !l.is_empty()).ok_or("the statement has no subjects")?;
+    for s in list {
+        let name = s.get("name").and_then(Value::as_str).ok_or("a subject has no name")?;
+        if name.contains('/') || name.starts_with('.') {
+            return Err(format!("subject name {name:?} is not a plain file name"));
+        }
+        let want = s
+            .pointer("/digest/sha256")
+            .and_then(Value::as_str)
+            .and_then(Digest::from_hex)
+            .ok_or_else(|| format!("subject {name} has no sha256 digest"))?;
+        let have = subject_digest(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        if have != want {
+            return Err(format!("{name} is {have}, but the provenance says {want}"));
+        }
+    }
+    Ok(())
+}
+
+/// The digest a subject file or OCI layout directory has on disk.
+pub(super) fn subject_digest(path: &Path) -> Result<Digest, String> {
+    if path.is_dir() {
+        let index =
+            std::fs::read(path.join("index.json")).map_err(|e| format!("index.json: {e}"))?;
+        let index: Value =
+            serde_json::from_slice(&index).map_err(|e| format!("index.json: {e}"))?;
+        let digest = index
+            .pointer("/manifests/0/digest")
+            .and_then(Value::as_str)
+            .and_then(|d| Digest::parse(d).ok())
+            .ok_or("index.json names no manifest")?;
+        let blob = std::fs::read(path.join("blobs/sha256").join(digest.hex()))
+            .map_err(|e| format!("manifest blob: {e}"))?;
+        if Digest::of(&blob) != digest {
+            return Err("the manifest blob does not match its digest".into());
+        }
+        return Ok(digest);
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut reader = crate::digest::HashingReader::new(file);
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    Ok(reader.finish().0)
+}
