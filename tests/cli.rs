@@ -37,14 +37,33 @@ fn hello_example_end_to_end() {
             .into_iter()
             .filter(|p| p == "hello.oci/" || !p.starts_with("hello.oci/"))
             .collect::<Vec<_>>(),
-        ["hello-cmdline", "hello-initrd.img", "hello-kernel", "hello.oci/", "hello.tar"],
-        "LinuxKit's output names, and nothing else (no staging directory left)"
+        [
+            "hello-cmdline",
+            "hello-initrd.img",
+            "hello-kernel",
+            "hello.cdx.json",
+            "hello.oci/",
+            "hello.provenance.json",
+            "hello.spdx.json",
+            "hello.tar"
+        ],
+        "LinuxKit's output names and the unsigned attestations, and nothing else (no staging \
+         directory left)"
     );
     let digests = build.build_digests();
     let names: Vec<&str> = digests.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["hello.tar", "hello-kernel", "hello-initrd.img", "hello-cmdline", "hello.oci"],
+        [
+            "hello.tar",
+            "hello-kernel",
+            "hello-initrd.img",
+            "hello-cmdline",
+            "hello.oci",
+            "hello.spdx.json",
+            "hello.cdx.json",
+            "hello.provenance.json"
+        ],
         "{}",
         build.report()
     );
@@ -55,7 +74,7 @@ fn hello_example_end_to_end() {
     }
     // For the OCI layout the printed digest is the image manifest's, which index.json names.
     let index = fs::read_to_string(out.join("hello.oci/index.json")).unwrap();
-    let oci_hex = &digests[4].1;
+    let oci_hex = &digests.iter().find(|(n, _)| n == "hello.oci").unwrap().1;
     assert!(index.contains(&format!("sha256:{oci_hex}")), "index.json: {index}");
     assert!(out.join("hello.oci/blobs/sha256").join(oci_hex).is_file());
 
@@ -210,12 +229,21 @@ fn oci_output_is_accepted_by_skopeo_and_umoci() {
 #[test]
 fn help_of_each_subcommand_shows_examples() {
     let t = TestDir::new("help");
-    for sub in ["import", "lock", "build", "completions"] {
+    for sub in ["import", "lock", "build", "keygen", "sign", "completions"] {
         let out = t.cairn().args([sub, "--help"]).ok();
         out.stdout_has(&["Examples:", &format!("cairn {sub} ")]);
     }
     let top = t.cairn().arg("--help").ok();
-    top.stdout_has(&["Exit status:", "import", "lock", "build", "store", "completions"]);
+    top.stdout_has(&[
+        "Exit status:",
+        "import",
+        "lock",
+        "build",
+        "keygen",
+        "sign",
+        "store",
+        "completions",
+    ]);
 }
 
 #[test]

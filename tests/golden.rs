@@ -2,8 +2,8 @@
 //! exactly the digests committed in `tests/golden/hello/expected.digests`.
 //!
 //! The file has `sha256sum`'s format (hex digest, two spaces, file name), one line per
-//! output in the order cairn prints them; for the OCI layout directory the digest is the
-//! image manifest digest cairn prints. After an intended change of the output bytes,
+//! output in the order cairn prints them (the images, then the SBOMs and the provenance);
+//! for the OCI layout directory the digest is the image manifest digest cairn prints. After an intended change of the output bytes,
 //! regenerate it with `CAIRN_BLESS=1 cargo test --test integration golden` and commit it
 //! with the change that explains it.
 

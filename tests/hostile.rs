@@ -100,7 +100,12 @@ impl Case {
         let mut top: Vec<String> =
             list_tree(&self.out()).into_iter().filter(|p| p.matches('/').count() <= 1).collect();
         top.retain(|p| !p.starts_with("spec.oci/") || p == "spec.oci/");
-        assert_eq!(top, ["spec.oci/", "spec.tar"], "{}", r.report());
+        assert_eq!(
+            top,
+            ["spec.cdx.json", "spec.oci/", "spec.provenance.json", "spec.spdx.json", "spec.tar"],
+            "{}",
+            r.report()
+        );
         fs::read(self.out().join("spec.tar")).unwrap()
     }
 }

@@ -599,6 +599,15 @@ pub fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether `faketime` is installed and really changes the clock a child process sees.
+pub fn faketime_works() -> bool {
+    have("faketime")
+        && Command::new("faketime")
+            .args(["2031-05-06 07:08:09", "date", "-u", "+%Y"])
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"2031"))
+}
+
 /// Prints a loud skip note (shown with `--nocapture`, and in the output of failed tests).
 pub fn skip(what: &str, why: &str) {
     eprintln!("\n*** SKIPPED: {what}: {why} ***\n");
