@@ -16,6 +16,7 @@ pub mod emit;
 pub mod lock;
 pub mod reference;
 pub mod sign;
+pub mod sigstore;
 pub mod source_date;
 pub mod spec;
 pub mod store;

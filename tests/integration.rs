@@ -10,3 +10,4 @@ mod determinism;
 mod golden;
 mod hostile;
 mod signing;
+mod sigstore;

@@ -10,6 +10,7 @@ mod import;
 mod keygen;
 mod lock;
 mod sign;
+mod sigstore;
 mod store;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub enum Command {
     Sign(sign::Args),
     #[command(subcommand)]
     Store(store::StoreCommand),
+    #[command(subcommand)]
+    Sigstore(sigstore::SigstoreCommand),
     Completions(completions::Args),
 }
 
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen::run(args, &cli.global),
         Command::Sign(args) => sign::run(args, &cli.global),
         Command::Store(cmd) => store::run(cmd, &cli.global),
+        Command::Sigstore(cmd) => sigstore::run(cmd),
         Command::Completions(args) => completions::run(args),
     }
 }
@@ -198,6 +202,7 @@ mod tests {
             &["cairn", "completions", "bash"],
             &["cairn", "keygen", "--out", "release", "--alg", "ecdsa-p256"],
             &["cairn", "sign", "out", "--key", "release.key"],
+            &["cairn", "sigstore", "verify-bundle", "--bundle", "b.json", "--key", "k.pub", "a"],
             &[
                 "cairn",
                 "build",
