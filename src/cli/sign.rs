@@ -113,35 +113,11 @@ fn check_subjects(dir: &Path, subjects: &Value) -> Result<(), String> {
             .and_then(Value::as_str)
             .and_then(Digest::from_hex)
             .ok_or_else(|| format!("subject {name} has no sha256 digest"))?;
-        let have = subject_digest(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let have =
+            crate::verify::subject_digest(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
         if have != want {
             return Err(format!("{name} is {have}, but the provenance says {want}"));
         }
     }
     Ok(())
-}
-
-/// The digest a subject file or OCI layout directory has on disk.
-pub(super) fn subject_digest(path: &Path) -> Result<Digest, String> {
-    if path.is_dir() {
-        let index =
-            std::fs::read(path.join("index.json")).map_err(|e| format!("index.json: {e}"))?;
-        let index: Value =
-            serde_json::from_slice(&index).map_err(|e| format!("index.json: {e}"))?;
-        let digest = index
-            .pointer("/manifests/0/digest")
-            .and_then(Value::as_str)
-            .and_then(|d| Digest::parse(d).ok())
-            .ok_or("index.json names no manifest")?;
-        let blob = std::fs::read(path.join("blobs/sha256").join(digest.hex()))
-            .map_err(|e| format!("manifest blob: {e}"))?;
-        if Digest::of(&blob) != digest {
-            return Err("the manifest blob does not match its digest".into());
-        }
-        return Ok(digest);
-    }
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = crate::digest::HashingReader::new(file);
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())?;
-    Ok(reader.finish().0)
 }
