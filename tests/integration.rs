@@ -9,3 +9,4 @@ mod cli;
 mod determinism;
 mod golden;
 mod hostile;
+mod verify;

@@ -30,8 +30,10 @@ fn unknown_fields_are_errors_with_position_and_hint() {
     assert!(e.contains("p.yaml:2:1") && e.contains("did you mean `builders`?"), "{e}");
     let e = err("keys:\n  - name: a\n    pem: x\n    notafter: 2026-01-01T00:00:00Z\n");
     assert!(e.contains("notafter") && e.contains("p.yaml:"), "{e}");
-    assert!(err("upstream:\n  - reference: a/\n    publicKey: {pem: x}\n    extra: 1\n")
-        .contains("unknown field `extra`"));
+    assert!(
+        err("upstream:\n  - reference: a/\n    publicKey: {pem: x}\n    extra: 1\n")
+            .contains("unknown field `extra`")
+    );
 }
 
 #[test]
