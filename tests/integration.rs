@@ -11,3 +11,4 @@ mod golden;
 mod hostile;
 mod signing;
 mod sigstore;
+mod verify;

@@ -12,6 +12,7 @@ mod lock;
 mod sign;
 mod sigstore;
 mod store;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,7 @@ pub enum Command {
     Build(build::Args),
     Keygen(keygen::Args),
     Sign(sign::Args),
+    Verify(verify::Args),
     #[command(subcommand)]
     Store(store::StoreCommand),
     #[command(subcommand)]
@@ -114,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Keygen(args) => keygen::run(args, &cli.global),
         Command::Sign(args) => sign::run(args, &cli.global),
+        Command::Verify(args) => verify::run(args, &cli.global),
         Command::Store(cmd) => store::run(cmd, &cli.global),
         Command::Sigstore(cmd) => sigstore::run(cmd),
         Command::Completions(args) => completions::run(args),
@@ -203,6 +206,7 @@ mod tests {
             &["cairn", "keygen", "--out", "release", "--alg", "ecdsa-p256"],
             &["cairn", "sign", "out", "--key", "release.key"],
             &["cairn", "sigstore", "verify-bundle", "--bundle", "b.json", "--key", "k.pub", "a"],
+            &["cairn", "verify", "out", "--key", "k.pub", "--policy", "p.yaml", "--json"],
             &[
                 "cairn",
                 "build",

@@ -113,62 +113,11 @@ fn check_subjects(dir: &Path, subjects: &Value) -> Result<(), String> {
             .and_then(Value::as_str)
             .and_then(Digest::from_hex)
             .ok_or_else(|| format!("subject {name} has no sha256 digest"))?;
-        let have = subject_digest(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let have =
+            crate::verify::subject_digest(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
         if have != want {
             return Err(format!("{name} is {have}, but the provenance says {want}"));
         }
     }
     Ok(())
-}
-
-/// The digest a subject file or OCI layout directory has on disk. For a layout, that is its
-/// manifest's digest, and only after every blob the manifest names (config and layers) has
-/// been re-hashed too: a changed layer must not hide behind an unchanged manifest.
-pub(super) fn subject_digest(path: &Path) -> Result<Digest, String> {
-    if path.is_dir() {
-        let index =
-            std::fs::read(path.join("index.json")).map_err(|e| format!("index.json: {e}"))?;
-        let index: Value =
-            serde_json::from_slice(&index).map_err(|e| format!("index.json: {e}"))?;
-        let digest = index
-            .pointer("/manifests/0/digest")
-            .and_then(Value::as_str)
-            .and_then(|d| Digest::parse(d).ok())
-            .ok_or("index.json names no manifest")?;
-        let manifest = read_blob(path, &digest)?;
-        let manifest: Value =
-            serde_json::from_slice(&manifest).map_err(|e| format!("manifest: {e}"))?;
-        let config = manifest.get("config").into_iter();
-        let layers = manifest.get("layers").and_then(Value::as_array).into_iter().flatten();
-        for desc in config.chain(layers) {
-            let d = desc
-                .get("digest")
-                .and_then(Value::as_str)
-                .and_then(|d| Digest::parse(d).ok())
-                .ok_or("the manifest has a descriptor without a sha256 digest")?;
-            read_blob(path, &d)?;
-        }
-        return Ok(digest);
-    }
-    hash_file(path)
-}
-
-/// Hashes a layout blob and checks it against its name.
-fn read_blob(layout: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
-    let path = layout.join("blobs/sha256").join(digest.hex());
-    let actual = hash_file(&path)?;
-    if actual != *digest {
-        return Err(format!("blob {digest} does not match its digest (it is {actual})"));
-    }
-    if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX) > 4 << 20 {
-        return Ok(Vec::new());
-    }
-    std::fs::read(&path).map_err(|e| format!("blob {digest}: {e}"))
-}
-
-fn hash_file(path: &Path) -> Result<Digest, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = crate::digest::HashingReader::new(file);
-    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())?;
-    Ok(reader.finish().0)
 }

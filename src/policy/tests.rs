@@ -1,0 +1,93 @@
+use super::*;
+
+const DEFAULT: &str = include_str!("../../policies/default.yaml");
+const PRODUCTION: &str = include_str!("../../policies/production.yaml");
+
+fn err(yaml: &str) -> String {
+    parse("p.yaml", yaml).map(|_| ()).unwrap_err().to_string()
+}
+
+#[test]
+fn shipped_policies_parse() {
+    let d = parse("default.yaml", DEFAULT).unwrap();
+    assert!(d.require.provenance && !d.require.sbom && d.require.signatures.is_none());
+    let p = parse("production.yaml", PRODUCTION).unwrap();
+    assert_eq!(p.keys.len(), 3);
+    assert_eq!(p.require.signatures.as_ref().unwrap().threshold, 2);
+    assert_eq!(p.packages.deny.len(), 3);
+    assert!(p.keys[2].revoked);
+    // Its key files are not shipped: resolving names the missing one.
+    let e = p.resolve("production.yaml", Path::new("/nonexistent")).unwrap_err().to_string();
+    assert!(e.contains("key `release`") && e.contains("release.pub"), "{e}");
+}
+
+#[test]
+fn unknown_fields_are_errors_with_position_and_hint() {
+    let e = err("require:\n  provenance: true\n  sbomm: true\n");
+    assert!(e.starts_with("p.yaml:3:3: "), "{e}");
+    assert!(e.contains("did you mean `sbom`?"), "{e}");
+    let e = err("buildTypes: [x]\nbuilder: [y]\n");
+    assert!(e.contains("p.yaml:2:1") && e.contains("did you mean `builders`?"), "{e}");
+    let e = err("keys:\n  - name: a\n    pem: x\n    notafter: 2026-01-01T00:00:00Z\n");
+    assert!(e.contains("notafter") && e.contains("p.yaml:"), "{e}");
+    assert!(
+        err("upstream:\n  - reference: a/\n    publicKey: {pem: x}\n    extra: 1\n")
+            .contains("unknown field `extra`")
+    );
+}
+
+#[test]
+fn bad_values_are_errors() {
+    for (yaml, needle) in [
+        ("builders: []\n", "would allow nothing"),
+        ("packages:\n  deny:\n    - name: a\n      versions: '1.0'\n", "must start with"),
+        ("components:\n  deniedDigests: [sha256:abc]\n", "64 lowercase hex"),
+        ("keys:\n  - name: a\n", "needs `pem`"),
+        ("keys:\n  - name: a\n    pem: x\n    path: y\n", "both `pem` and `path`"),
+        ("keys:\n  - name: a\n    path: y\n    notBefore: 2026-01-01\n", "RFC 3339"),
+        ("keys:\n  - name: a\n    path: y\n    notBefore: 2026-01-01T00:00:00+01:00\n", "UTC"),
+        (
+            "keys:\n  - name: a\n    path: y\n    notBefore: 2027-01-01T00:00:00Z\n    notAfter: 2026-01-01T00:00:00Z\n",
+            "is not before",
+        ),
+        ("keys:\n  - name: a\n    path: y\n  - name: a\n    path: z\n", "used twice"),
+        ("require:\n  signatures: {threshold: 1, keys: [nobody]}\n", "not in `keys`"),
+        (
+            "keys:\n  - {name: a, path: y}\nrequire:\n  signatures: {threshold: 2, keys: [a]}\n",
+            "only 1 keys",
+        ),
+        (
+            "keys:\n  - {name: a, path: y}\nrequire:\n  signatures: {threshold: 0, keys: [a]}\n",
+            "at least 1",
+        ),
+        ("require:\n  provenance: maybe\n", "p.yaml:2:15"),
+        ("upstream:\n  - reference: a/\n", "exactly one of `publicKey` and `keyless`"),
+        (
+            "upstream:\n  - reference: a/\n    keyless: {certificateIdentity: i, certificateOidcIssuer: u}\n",
+            "needs `trustedRoot`",
+        ),
+        ("keys: {}\n", "p.yaml:1:7"),
+        ("- a\n", "p.yaml:1:1"),
+    ] {
+        let e = err(yaml);
+        assert!(e.contains(needle), "{yaml:?}: {e}");
+    }
+}
+
+#[test]
+fn key_windows() {
+    let pem = crate::sign::keys::SigningKey::generate(crate::sign::keys::Algorithm::Ed25519)
+        .unwrap()
+        .public_key()
+        .to_spki_pem();
+    let yaml = format!(
+        "keys:\n  - name: k\n    notBefore: 2026-01-01T00:00:00Z\n    notAfter: 2027-01-01T00:00:00Z\n    pem: |\n{}",
+        pem.lines().map(|l| format!("      {l}\n")).collect::<String>()
+    );
+    let p = parse("p.yaml", &yaml).unwrap().resolve("p.yaml", Path::new(".")).unwrap();
+    let k = &p.keys[0];
+    let t = |s| Timestamp::parse_utc(s).unwrap();
+    assert!(k.unusable_at(t("2026-06-01T00:00:00Z")).is_none());
+    assert!(k.unusable_at(t("2025-12-31T23:59:59Z")).unwrap().contains("not valid before"));
+    assert!(k.unusable_at(t("2027-01-01T00:00:00Z")).unwrap().contains("expired"));
+}
