@@ -715,3 +715,115 @@ fn conformance_argv_shapes() {
     assert_eq!(verify_bundle_cli(&dir, &["--bundle", &missing, "--key", &key_pem, &artifact]), 2);
     assert!(Path::new(&artifact).exists());
 }
+
+/// `upstream:` policy rules, end to end: the hello image is built and signed, its
+/// `hello-app` component is "signed upstream" over its pinned manifest digest (by a key, then
+/// by a keyless identity), and `cairn verify --upstream-bundles` checks it.
+#[test]
+fn verify_checks_upstream_component_signatures_from_policy_rules() {
+    let t = TestDir::new("upstream-policy");
+    t.import_hello();
+    let spec = crate::util::repo().join("examples/hello.yml");
+    t.cairn().args(["keygen", "--out"]).arg(t.join("release")).ok();
+    t.cairn()
+        .arg("build")
+        .arg(&spec)
+        .args(["--locked", "-f", "tar", "-o"])
+        .arg(t.join("out"))
+        .arg("--sign-key")
+        .arg(t.join("release.key"))
+        .ok();
+    let lock: Value = serde_json::from_slice(
+        &std::fs::read(crate::util::repo().join("examples/hello.yml.lock")).unwrap(),
+    )
+    .unwrap();
+    let digest =
+        lock["images"]["cairn.example/hello-app:1"]["digest"].as_str().unwrap().to_string();
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let manifest = std::fs::read(t.store().join("blobs/sha256").join(hex)).unwrap();
+    assert_eq!(format!("sha256:{}", hex::encode(sha256(&manifest))), digest);
+
+    // Key-based upstream signature over the manifest.
+    let upstream_key = p256();
+    t.write("upstream.pub", pem("PUBLIC KEY", &upstream_key.subject_public_key_info()));
+    let (_, content) = message_signature(&upstream_key, &manifest);
+    let bundles = t.mkdir("upstream");
+    std::fs::write(
+        bundles.join(format!("sha256-{hex}.sigstore.json")),
+        bundle(Material::Key, vec![], ("messageSignature", content)),
+    )
+    .unwrap();
+    let keys = format!("keys:\n  - name: release\n    path: {}\n", t.join("release.pub").display());
+    let policy = |rule: &str| {
+        t.write(
+            "policy.yaml",
+            format!(
+                "{keys}upstream:
+{rule}"
+            ),
+        )
+    };
+    let key_rule = format!(
+        "  - reference: cairn.example/hello-app\n    publicKey: {{path: {}}}\n",
+        t.join("upstream.pub").display()
+    );
+    let verify = |policy: &Path, bundles: Option<&Path>| {
+        let mut c =
+            t.cairn().arg("verify").arg(t.join("out")).arg("--policy").arg(policy).arg("--json");
+        if let Some(b) = bundles {
+            c = c.arg("--upstream-bundles").arg(b);
+        }
+        c.run()
+    };
+    let ok = verify(&policy(&key_rule), Some(&bundles));
+    assert_eq!(ok.code(), Some(0), "{}", ok.report());
+    assert!(ok.stdout().contains("signed upstream"), "{}", ok.report());
+
+    // No bundle directory, or no bundle for the digest: rejected (fail closed).
+    let r = verify(&policy(&key_rule), None);
+    assert_eq!(r.code(), Some(1), "{}", r.report());
+    assert!(r.stdout().contains("no --upstream-bundles"), "{}", r.report());
+    let empty = t.mkdir("empty");
+    let r = verify(&policy(&key_rule), Some(&empty));
+    assert_eq!(r.code(), Some(1), "{}", r.report());
+    assert!(r.stdout().contains("no upstream bundle"), "{}", r.report());
+
+    // The bundle does not verify under another key.
+    let other = p256();
+    t.write("other.pub", pem("PUBLIC KEY", &other.subject_public_key_info()));
+    let other_rule = format!(
+        "  - reference: cairn.example/hello-app\n    publicKey: {{path: {}}}\n",
+        t.join("other.pub").display()
+    );
+    let r = verify(&policy(&other_rule), Some(&bundles));
+    assert_eq!(r.code(), Some(1), "{}", r.report());
+    assert!(r.stdout().contains("upstream signature rejected"), "{}", r.report());
+
+    // A rule that names no component of the image is a rejection, not a pass.
+    let stray = format!(
+        "  - reference: ghcr.io/nobody\n    publicKey: {{path: {}}}\n",
+        t.join("upstream.pub").display()
+    );
+    let r = verify(&policy(&stray), Some(&bundles));
+    assert_eq!(r.code(), Some(1), "{}", r.report());
+
+    // Keyless: identity + issuer checked against a trusted root.
+    let inst = Instance::new();
+    t.write("trusted_root.json", inst.trusted_root());
+    std::fs::write(
+        bundles.join(format!("sha256-{hex}.sigstore.json")),
+        keyless_message_bundle(&inst, email(EMAIL), ISSUER, &manifest),
+    )
+    .unwrap();
+    let keyless_rule = |identity: &str| {
+        format!(
+            "  - reference: cairn.example/hello-app\n    keyless: {{certificateIdentity: \"{identity}\", certificateOidcIssuer: \"{ISSUER}\"}}\n    trustedRoot: {}\n",
+            t.join("trusted_root.json").display()
+        )
+    };
+    let ok = verify(&policy(&keyless_rule(EMAIL)), Some(&bundles));
+    assert_eq!(ok.code(), Some(0), "{}", ok.report());
+    let r = verify(&policy(&keyless_rule("mallory@cairn.test")), Some(&bundles));
+    assert_eq!(r.code(), Some(1), "{}", r.report());
+    assert!(r.stdout().contains("upstream signature rejected"), "{}", r.report());
+}

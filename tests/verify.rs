@@ -717,7 +717,7 @@ fn policy_rejections() {
                 "{keys}upstream:\n  - reference: cairn.example/\n    publicKey: {{path: {}}}\n",
                 f.public("release").display()
             ),
-            "upstream signature verification is not available",
+            "no --upstream-bundles directory was given",
         ),
     ] {
         let c = Case::new(&format!("policy-{name}"), f);

@@ -57,6 +57,11 @@ pub struct Args {
     #[arg(long = "attestations", value_name = "FILE")]
     pub attestations: Vec<PathBuf>,
 
+    /// Directory of upstream component signatures for the policy's `upstream:` rules: one
+    /// Sigstore bundle per component, named sha256-<hex of its pinned digest>.sigstore.json.
+    #[arg(long, value_name = "DIR")]
+    pub upstream_bundles: Option<PathBuf>,
+
     /// Verification time (RFC 3339) for key validity windows. Default: now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
@@ -103,6 +108,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         target,
         attestations: args.attestations,
         bundles: args.bundles,
+        upstream_bundles: args.upstream_bundles,
         keys,
         policy,
         at,

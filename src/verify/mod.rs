@@ -68,6 +68,8 @@ pub struct Request {
     /// Trusted keys given outside the policy (`--key`), with a display name.
     pub keys: Vec<(String, PublicKey)>,
     pub policy: Policy,
+    /// Directory of upstream component bundles (`sha256-<hex>.sigstore.json`).
+    pub upstream_bundles: Option<PathBuf>,
     /// The verification time: key validity windows are checked against it.
     pub at: Timestamp,
 }
@@ -607,6 +609,7 @@ pub fn verify(req: &Request) -> Result<Outcome, VerifyError> {
     r.checks.extend(upstream::check(&upstream::UpstreamInput {
         rules: &policy.upstream,
         components: &components,
+        bundles_dir: req.upstream_bundles.as_deref(),
         at: req.at,
     }));
 
