@@ -15,6 +15,7 @@ pub mod digest;
 pub mod emit;
 pub mod lock;
 pub mod reference;
+pub mod run;
 pub mod sign;
 pub mod source_date;
 pub mod spec;

@@ -9,6 +9,7 @@ mod completions;
 mod import;
 mod keygen;
 mod lock;
+mod run;
 mod sign;
 mod store;
 
@@ -64,6 +65,7 @@ pub enum Command {
     Build(build::Args),
     Keygen(keygen::Args),
     Sign(sign::Args),
+    Run(run::Args),
     #[command(subcommand)]
     Store(store::StoreCommand),
     Completions(completions::Args),
@@ -111,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Keygen(args) => keygen::run(args, &cli.global),
         Command::Sign(args) => sign::run(args, &cli.global),
+        Command::Run(args) => run::run(args, &cli.global),
         Command::Store(cmd) => store::run(cmd, &cli.global),
         Command::Completions(args) => completions::run(args),
     }
@@ -198,6 +201,7 @@ mod tests {
             &["cairn", "completions", "bash"],
             &["cairn", "keygen", "--out", "release", "--alg", "ecdsa-p256"],
             &["cairn", "sign", "out", "--key", "release.key"],
+            &["cairn", "run", "out/img", "--mem", "1024", "--disk", "d.img", "--timeout", "0"],
             &[
                 "cairn",
                 "build",
