@@ -16,6 +16,7 @@ pub mod emit;
 pub mod lock;
 pub mod policy;
 pub mod reference;
+pub mod run;
 pub mod sign;
 pub mod sigstore;
 pub mod source_date;

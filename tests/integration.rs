@@ -9,6 +9,7 @@ mod cli;
 mod determinism;
 mod golden;
 mod hostile;
+mod qemu;
 mod signing;
 mod sigstore;
 mod verify;

@@ -9,6 +9,7 @@ mod completions;
 mod import;
 mod keygen;
 mod lock;
+mod run;
 mod sign;
 mod sigstore;
 mod store;
@@ -67,6 +68,7 @@ pub enum Command {
     Keygen(keygen::Args),
     Sign(sign::Args),
     Verify(verify::Args),
+    Run(run::Args),
     #[command(subcommand)]
     Store(store::StoreCommand),
     #[command(subcommand)]
@@ -117,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen::run(args, &cli.global),
         Command::Sign(args) => sign::run(args, &cli.global),
         Command::Verify(args) => verify::run(args, &cli.global),
+        Command::Run(args) => run::run(args, &cli.global),
         Command::Store(cmd) => store::run(cmd, &cli.global),
         Command::Sigstore(cmd) => sigstore::run(cmd),
         Command::Completions(args) => completions::run(args),
@@ -207,6 +210,7 @@ mod tests {
             &["cairn", "sign", "out", "--key", "release.key"],
             &["cairn", "sigstore", "verify-bundle", "--bundle", "b.json", "--key", "k.pub", "a"],
             &["cairn", "verify", "out", "--key", "k.pub", "--policy", "p.yaml", "--json"],
+            &["cairn", "run", "out/img", "--mem", "1024", "--disk", "d.img", "--timeout", "0"],
             &[
                 "cairn",
                 "build",
