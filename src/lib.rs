@@ -24,3 +24,4 @@ pub mod spec;
 pub mod store;
 pub mod tree;
 pub mod verify;
+pub mod yaml_diag;

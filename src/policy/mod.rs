@@ -649,52 +649,14 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 }
 
 fn yaml_error(source_name: &str, err: &serde_norway::Error) -> PolicyError {
-    let mut message = err.to_string();
-    let location = err.location();
-    if let Some(loc) = &location {
-        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        if let Some(pos) = message.find(&suffix) {
-            message.replace_range(pos..pos + suffix.len(), "");
-        }
-    }
-    let hint = unknown_field_hint(&message);
+    let d = crate::yaml_diag::diagnose(err);
     PolicyError::Invalid {
         source_name: source_name.into(),
-        line: location.as_ref().map(|l| l.line()),
-        column: location.as_ref().map(|l| l.column()),
-        message,
-        hint,
+        line: d.line,
+        column: d.column,
+        message: d.message,
+        hint: d.hint,
     }
-}
-
-/// "did you mean" for serde's "unknown field `x`, expected one of `a`, `b`" (as the spec
-/// parser does).
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let rest = message.split("unknown field `").nth(1)?;
-    let (unknown, rest) = rest.split_once('`')?;
-    let candidates = rest.split_once("expected")?.1;
-    let best = candidates
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|c| (edit_distance(&unknown.to_lowercase(), &c.to_lowercase()), c))
-        .min()?;
-    (best.0 <= (unknown.chars().count() / 3).max(1))
-        .then(|| format!("hint: did you mean `{}`?", best.1))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let v = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-            cur.push(v);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

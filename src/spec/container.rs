@@ -8,7 +8,8 @@ use std::fmt;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{MAX_SPEC_LEN, Resources, SpecImage, deserialize_validated, unknown_field_hint};
+use super::{MAX_SPEC_LEN, Resources, SpecImage, deserialize_validated};
+use crate::yaml_diag::unknown_field_hint;
 
 /// A container section: names are unique within it.
 #[derive(Clone, Debug, Default)]

@@ -29,6 +29,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::source_date::SourceDate;
+use crate::yaml_diag;
+#[cfg(test)]
+use crate::yaml_diag::edit_distance;
 
 mod container;
 mod files;
@@ -106,65 +109,18 @@ pub fn parse(source_name: &str, yaml: &str) -> Result<Spec, SpecError> {
 }
 
 fn yaml_error(source_name: &str, err: &serde_norway::Error) -> SpecError {
-    let mut message = err.to_string();
-    let location = err.location();
-    if let Some(loc) = &location {
-        // serde_norway appends " at line L column C"; the location goes in front instead.
-        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        if let Some(pos) = message.find(&suffix) {
-            message.replace_range(pos..pos + suffix.len(), "");
-        }
-    }
-    let hint = unknown_field_hint(&message);
+    let d = yaml_diag::diagnose(err);
+    let hint = d.hint.or_else(|| {
+        (yaml_diag::unknown_field(&d.message) == Some("volumes"))
+            .then(|| "hint: LinuxKit volumes are not supported by cairn yet".to_string())
+    });
     SpecError::Invalid {
         source_name: source_name.to_string(),
-        line: location.as_ref().map(|l| l.line()),
-        column: location.as_ref().map(|l| l.column()),
-        message,
+        line: d.line,
+        column: d.column,
+        message: d.message,
         hint,
     }
-}
-
-/// For serde's "unknown field `x`, expected one of `a`, `b`" message, suggests the
-/// closest expected name when it is a plausible typo.
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let rest = message.split("unknown field `").nth(1)?;
-    let (unknown, rest) = rest.split_once('`')?;
-    let candidates = rest.split_once("expected")?.1;
-    let names = || candidates.split('`').skip(1).step_by(2);
-    let best = names().map(|c| (edit_distance(unknown, c), c)).min()?;
-    let limit = (unknown.chars().count() / 3).max(1);
-    if best.0 <= limit {
-        return Some(format!("hint: did you mean `{}`?", best.1));
-    }
-    // A truncated name (`source-date` for `source-date-epoch`).
-    if unknown.len() >= 4
-        && let Some(c) = names().find(|c| c.starts_with(unknown))
-    {
-        return Some(format!("hint: did you mean `{c}`?"));
-    }
-    if unknown == "volumes" {
-        return Some("hint: LinuxKit volumes are not supported by cairn yet".to_string());
-    }
-    None
-}
-
-/// Levenshtein distance over chars, case-sensitive. Inputs are short field names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let subst = prev[j] + usize::from(ca != *cb);
-            let del = prev[j + 1] + 1;
-            let ins = cur[j] + 1;
-            cur.push(subst.min(del).min(ins));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 // ---------------------------------------------------------------------------------------

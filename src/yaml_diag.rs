@@ -1,0 +1,76 @@
+//! Diagnostics for YAML inputs (spec and policy): serde_norway's error turned into
+//! `line`, `column`, a message without the location suffix, and a "did you mean" hint for
+//! misspelt field names.
+
+/// A YAML parse error, ready to print as `file:line:col: message` plus a hint paragraph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YamlDiagnostic {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Splits serde_norway's message (which ends in " at line L column C") into its parts.
+pub fn diagnose(err: &serde_norway::Error) -> YamlDiagnostic {
+    let mut message = err.to_string();
+    let location = err.location();
+    if let Some(loc) = &location {
+        // The location goes in front of the message instead.
+        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+        if let Some(pos) = message.find(&suffix) {
+            message.replace_range(pos..pos + suffix.len(), "");
+        }
+    }
+    let hint = unknown_field_hint(&message);
+    YamlDiagnostic {
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        message,
+        hint,
+    }
+}
+
+/// The unknown name in serde's "unknown field `x`, expected one of `a`, `b`" message.
+pub fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split_once('`')?.0)
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" message, suggests the
+/// closest expected name when it is a plausible typo (case-insensitive), or the one it is
+/// a truncation of.
+pub fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let candidates = rest.split_once("expected")?.1;
+    let names = || candidates.split('`').skip(1).step_by(2);
+    let lower = unknown.to_lowercase();
+    let best = names().map(|c| (edit_distance(&lower, &c.to_lowercase()), c)).min()?;
+    if best.0 <= (unknown.chars().count() / 3).max(1) {
+        return Some(format!("hint: did you mean `{}`?", best.1));
+    }
+    // A truncated name (`source-date` for `source-date-epoch`).
+    if unknown.len() >= 4
+        && let Some(c) = names().find(|c| c.starts_with(unknown))
+    {
+        return Some(format!("hint: did you mean `{c}`?"));
+    }
+    None
+}
+
+/// Levenshtein distance over chars. Inputs are short field names.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let v = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur.push(v);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
