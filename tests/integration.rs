@@ -9,4 +9,5 @@ mod cli;
 mod determinism;
 mod golden;
 mod hostile;
+mod init;
 mod signing;
