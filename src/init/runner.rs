@@ -52,23 +52,28 @@ pub fn run_bundle(dir: &Path, stage2: bool) -> Result<ExitCode> {
 /// init's), as LinuxKit's runtime does before starting a container. Also used before
 /// handing a bundle to runc.
 pub fn prepare(plan: &BundlePlan) -> Result<()> {
-    for dir in &plan.mkdir {
+    prepare_runtime(&plan.id, &plan.mkdir, &plan.prepare)
+}
+
+/// [`prepare`] for a runtime.json alone (before runc).
+pub fn prepare_runtime(id: &str, mkdir: &[PathBuf], mounts: &[MountOp]) -> Result<()> {
+    for dir in mkdir {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("bundle {}: mkdir {}", plan.id, dir.display()))?;
+            .with_context(|| format!("bundle {id}: mkdir {}", dir.display()))?;
     }
-    for m in &plan.prepare {
+    for m in mounts {
         std::fs::create_dir_all(&m.target)
-            .with_context(|| format!("bundle {}: mkdir {}", plan.id, m.target.display()))?;
+            .with_context(|| format!("bundle {id}: mkdir {}", m.target.display()))?;
         if m.fstype == "overlay" {
             // upperdir and workdir live on the tmpfs just mounted: create them.
             for opt in m.data.split(',') {
                 if let Some(d) = opt.strip_prefix("upperdir=").or(opt.strip_prefix("workdir=")) {
                     std::fs::create_dir_all(d)
-                        .with_context(|| format!("bundle {}: mkdir {d}", plan.id))?;
+                        .with_context(|| format!("bundle {id}: mkdir {d}"))?;
                 }
             }
         }
-        do_mount(m, &m.target).with_context(|| format!("bundle {}", plan.id))?;
+        do_mount(m, &m.target).with_context(|| format!("bundle {id}"))?;
     }
     Ok(())
 }
