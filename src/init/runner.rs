@@ -157,8 +157,17 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
         // Die with the supervising stage 1.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     }
-    mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>)
-        .with_context(|| format!("bundle {id}: making / {:?}", plan.root_propagation))?;
+    // Keep the container's mounts from propagating back. When `/` is not a mount point
+    // (the runner runs in a chroot) the change is made on the rootfs bind mount below.
+    let root_done =
+        match mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>) {
+            Ok(()) => true,
+            Err(Errno::EINVAL) => false,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("bundle {id}: making / {:?}", plan.root_propagation));
+            }
+        };
     let root = &plan.rootfs;
     if !root.is_dir() {
         bail!("bundle {id}: root {} is not a directory", root.display());
@@ -166,6 +175,11 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
     // pivot_root needs the new root to be a mount point.
     mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .with_context(|| format!("bundle {id}: bind mounting {} onto itself", root.display()))?;
+    if !root_done {
+        mount(None::<&str>, root, None::<&str>, plan.root_propagation, None::<&str>).with_context(
+            || format!("bundle {id}: making the rootfs {:?}", plan.root_propagation),
+        )?;
+    }
 
     let mut dev_mounted = false;
     for m in &plan.mounts {
