@@ -10,6 +10,7 @@ mod determinism;
 mod golden;
 mod hostile;
 mod qemu;
+mod init;
 mod signing;
 mod sigstore;
 mod verify;
