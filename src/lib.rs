@@ -13,6 +13,7 @@ pub mod attest;
 pub mod cli;
 pub mod digest;
 pub mod emit;
+pub mod init;
 pub mod lock;
 pub mod policy;
 pub mod reference;

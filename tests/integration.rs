@@ -9,6 +9,7 @@ mod cli;
 mod determinism;
 mod golden;
 mod hostile;
+mod init;
 mod qemu;
 mod signing;
 mod sigstore;

@@ -7,6 +7,7 @@
 mod build;
 mod completions;
 mod import;
+mod internal;
 mod keygen;
 mod lock;
 mod run;
@@ -74,6 +75,8 @@ pub enum Command {
     #[command(subcommand)]
     Sigstore(sigstore::SigstoreCommand),
     Completions(completions::Args),
+    #[command(subcommand, hide = true)]
+    Internal(internal::InternalCommand),
 }
 
 /// Parses the command line, runs it, prints any error, and returns the exit status.
@@ -123,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(cmd) => store::run(cmd, &cli.global),
         Command::Sigstore(cmd) => sigstore::run(cmd),
         Command::Completions(args) => completions::run(args),
+        Command::Internal(cmd) => internal::run(cmd),
     }
 }
 
@@ -206,6 +210,10 @@ mod tests {
             &["cairn", "store", "gc", "--dry-run"],
             &["cairn", "store", "fsck"],
             &["cairn", "completions", "bash"],
+            &["cairn", "internal", "init"],
+            &["cairn", "internal", "init", "--containers", "/c", "--no-mount"],
+            &["cairn", "internal", "run-bundle", "/containers/onboot/000-a"],
+            &["cairn", "internal", "run-bundle", "--stage2", "/b"],
             &["cairn", "keygen", "--out", "release", "--alg", "ecdsa-p256"],
             &["cairn", "sign", "out", "--key", "release.key"],
             &["cairn", "sigstore", "verify-bundle", "--bundle", "b.json", "--key", "k.pub", "a"],

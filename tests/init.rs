@@ -1,0 +1,259 @@
+//! The payload's init and the built-in runner, run for real: as root, inside a private
+//! mount namespace (`unshare -m --propagation private`), on bundles built from a static
+//! busybox (Debian `busybox-static`). Skips loudly when not root or when busybox is
+//! missing (unless `CAIRN_REQUIRE_QEMU=1`, which makes a missing busybox a failure).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::util::{Cairn, TestDir};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Whether the system tests can run here; prints why not.
+fn can_run(test: &str) -> bool {
+    if !nix_is_root() {
+        eprintln!("SKIPPED {test}: the runner tests need root (mount, unshare, pivot_root)");
+        return false;
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        if std::env::var("CAIRN_REQUIRE_QEMU").is_ok_and(|v| v == "1") {
+            panic!("{test}: {BUSYBOX} is missing (apt-get install busybox-static)");
+        }
+        eprintln!("SKIPPED {test}: {BUSYBOX} is missing (apt-get install busybox-static)");
+        return false;
+    }
+    true
+}
+
+fn nix_is_root() -> bool {
+    // The test crate has no libc dependency: read the effective uid from /proc.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn caps(list: &[&str]) -> Value {
+    json!({ "bounding": list, "effective": list, "inheritable": list, "permitted": list })
+}
+
+/// The mounts LinuxKit gives every container (as cairn's assemble writes them), minus the
+/// cgroup one.
+fn std_mounts() -> Value {
+    json!([
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "nodev", "noexec", "relatime"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev"]}
+    ])
+}
+
+/// Writes a bundle at `dir`: busybox in `rootfs/` (read-only) or `lower/` (writable, with
+/// LinuxKit's tmpfs + overlay runtime mounts), running `sh -c script`.
+fn bundle(dir: &Path, script: &str, readonly: bool, edit: impl FnOnce(&mut Value)) {
+    let image = dir.join(if readonly { "rootfs" } else { "lower" });
+    for d in ["bin", "work", "dev", "proc", "sys", "tmp"] {
+        fs::create_dir_all(image.join(d)).unwrap();
+    }
+    fs::create_dir_all(dir.join("rootfs")).unwrap();
+    fs::copy(BUSYBOX, image.join("bin/busybox")).unwrap();
+    fs::set_permissions(image.join("work"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/busybox", "sh", "-c", script],
+            "env": ["PATH=/bin", "HELLO=hello from the env"],
+            "cwd": "/work",
+            "capabilities": caps(&["CAP_CHOWN", "CAP_NET_BIND_SERVICE"])
+        },
+        "root": {"path": "rootfs", "readonly": readonly},
+        "mounts": std_mounts(),
+        "linux": {"resources": {}, "namespaces": [{"type": "mount"}]}
+    });
+    if !readonly {
+        config["root"].as_object_mut().unwrap().remove("readonly");
+    }
+    edit(&mut config);
+    let d = dir.display();
+    let mounts = if readonly {
+        json!([{"destination": format!("{d}/rootfs"), "source": format!("{d}/rootfs"),
+                "options": ["bind"]}])
+    } else {
+        json!([
+            {"destination": format!("{d}/tmp"), "type": "tmpfs", "source": "tmpfs"},
+            {"destination": format!("{d}/tmp"), "options": ["remount", "private"]},
+            {"destination": format!("{d}/rootfs"), "type": "overlay", "source": "overlay",
+             "options": [format!("lowerdir={d}/lower"), format!("upperdir={d}/tmp/upper"),
+                         format!("workdir={d}/tmp/work")]}
+        ])
+    };
+    let runtime = json!({"cgroups": [], "mounts": mounts, "mkdir": [], "interfaces": [],
+        "bindNS": {}, "namespace": ""});
+    fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    fs::write(dir.join("runtime.json"), serde_json::to_vec_pretty(&runtime).unwrap()).unwrap();
+}
+
+/// `cairn internal ARGS` inside a private mount namespace (and the extra `unshare` flags).
+fn internal(t: &TestDir, unshare_flags: &[&str]) -> Cairn {
+    let mut wrapper = vec!["unshare", "-m", "--propagation", "private"];
+    wrapper.extend_from_slice(unshare_flags);
+    t.cairn().wrap(wrapper).arg("internal")
+}
+
+#[test]
+fn run_bundle_readonly_sets_env_cwd_user_and_capabilities() {
+    if !can_run("run_bundle_readonly_sets_env_cwd_user_and_capabilities") {
+        return;
+    }
+    let t = TestDir::new("init-ro");
+    let b = t.join("bundle");
+    bundle(
+        &b,
+        "echo $HELLO; pwd; id -u; grep CapEff /proc/self/status; grep CapBnd /proc/self/status; \
+         ls /dev/null; touch /x 2>/dev/null && echo WRITABLE || echo READONLY",
+        true,
+        |_| {},
+    );
+    let out = internal(&t, &[]).arg("run-bundle").arg(&b).ok();
+    let lines: Vec<String> = out.stdout().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "hello from the env",
+            "/work",
+            "0",
+            // CAP_CHOWN (0) | CAP_NET_BIND_SERVICE (10)
+            "CapEff:\t0000000000000401",
+            "CapBnd:\t0000000000000401",
+            "/dev/null",
+            "READONLY"
+        ],
+        "{}",
+        out.report()
+    );
+}
+
+#[test]
+fn run_bundle_overlay_is_writable_and_leaves_the_image_alone() {
+    if !can_run("run_bundle_overlay_is_writable_and_leaves_the_image_alone") {
+        return;
+    }
+    let t = TestDir::new("init-overlay");
+    let b = t.join("bundle");
+    bundle(
+        &b,
+        "echo written > /work/new; cat /work/new; id -u; id -G; grep CapEff /proc/self/status; exit 7",
+        false,
+        |c| {
+            // A non-root user keeps only its ambient capabilities across exec.
+            c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [27]});
+            c["process"]["capabilities"]["ambient"] = json!(["CAP_NET_BIND_SERVICE"]);
+            c["process"]["cwd"] = json!("/");
+        },
+    );
+    let out = internal(&t, &[]).arg("run-bundle").arg(&b).code(7);
+    assert_eq!(
+        out.stdout(),
+        "written\n1000\n1000 27\nCapEff:\t0000000000000400\n",
+        "{}",
+        out.report()
+    );
+    assert!(!b.join("lower/work/new").exists(), "the overlay wrote into lower/");
+}
+
+#[test]
+fn run_bundle_new_uts_and_pid_namespaces() {
+    if !can_run("run_bundle_new_uts_and_pid_namespaces") {
+        return;
+    }
+    let t = TestDir::new("init-ns");
+    let b = t.join("bundle");
+    bundle(&b, "hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'", true, |c| {
+        c["hostname"] = json!("cairn-box");
+        c["linux"]["namespaces"] =
+            json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+    });
+    let host_before = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = internal(&t, &[]).arg("run-bundle").arg(&b).ok();
+    // PID 1 of its namespace, and alone there (sh, ls and grep may all be counted).
+    let stdout = out.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["cairn-box", "pid=1"], "{}", out.report());
+    assert!(lines[2].parse::<u32>().unwrap() <= 3, "{}", out.report());
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_before);
+}
+
+#[test]
+fn run_bundle_refuses_a_bad_bundle_naming_it() {
+    let t = TestDir::new("init-bad");
+    t.write("b/config.json", "{ not json");
+    let out = t.cairn().args(["internal", "run-bundle"]).arg(t.join("b")).code(2);
+    out.stderr_has(&["bundle", "b", "config.json is not valid"]);
+    t.write(
+        "c/config.json",
+        r#"{"process":{"args":["/x"]},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"user"}]}}"#,
+    );
+    let out = t.cairn().args(["internal", "run-bundle"]).arg(t.join("c")).code(2);
+    out.stderr_has(&["user namespaces", "not supported by cairn's built-in runner"]);
+}
+
+#[test]
+fn init_runs_onboot_services_and_onshutdown_in_order() {
+    if !can_run("init_runs_onboot_services_and_onshutdown_in_order") {
+        return;
+    }
+    let t = TestDir::new("init-pid1");
+    let c = t.join("containers");
+    let ns = |c: &mut Value| c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+    bundle(&c.join("onboot/000-first"), "echo MARK-first", true, ns);
+    bundle(&c.join("onboot/001-second"), "echo MARK-second; exit 3", false, ns);
+    bundle(&c.join("services/svc"), "echo MARK-service", true, ns);
+    bundle(&c.join("onshutdown/000-bye"), "echo MARK-bye", true, ns);
+    // PID 1 of a new PID namespace: reboot(RB_POWER_OFF) there ends the namespace with
+    // SIGINT.
+    let out = internal(&t, &["-p", "-f", "-u"])
+        .args(["init", "--no-mount", "--containers"])
+        .arg(&c)
+        .run();
+    let status = out.output.status;
+    assert!(
+        status.signal() == Some(2) || status.code() == Some(130),
+        "expected the namespace to end with SIGINT{}",
+        out.report()
+    );
+    let stdout = out.stdout();
+    let order = [
+        "cairn-init: starting (pid 1)",
+        "MARK-first",
+        "cairn-init: onboot 000-first exited 0",
+        "MARK-second",
+        "cairn-init: onboot 001-second exited 3",
+        "cairn-init: service svc started",
+        "MARK-service",
+        "cairn-init: service svc exited 0",
+        "cairn-init: all services exited",
+        "MARK-bye",
+        "cairn-init: onshutdown 000-bye exited 0",
+        "cairn-init: power off",
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = stdout[at..].find(needle);
+        assert!(found.is_some(), "{needle:?} missing or out of order{}", out.report());
+        at += found.unwrap() + needle.len();
+    }
+}
