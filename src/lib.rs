@@ -24,4 +24,5 @@ pub mod source_date;
 pub mod spec;
 pub mod store;
 pub mod tree;
+pub mod vboot;
 pub mod verify;
