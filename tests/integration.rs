@@ -13,4 +13,5 @@ mod init;
 mod qemu;
 mod signing;
 mod sigstore;
+mod vboot;
 mod verify;

@@ -164,8 +164,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         builder_id: &args.builder_id,
     };
     if let (true, Some(key)) = (verified_boot, &sign_key) {
-        let outputs = verified_boot_outputs(&args, &mut assembly, &inputs, &ctx, staging.path(), key)
-            .with_context(|| format!("writing the verified-boot outputs of {spec_name}"))?;
+        let outputs =
+            verified_boot_outputs(&args, &mut assembly, &inputs, &ctx, staging.path(), key)
+                .with_context(|| format!("writing the verified-boot outputs of {spec_name}"))?;
         publish(staging.path(), &args.output, &outputs)?;
         progress.finish();
         if !global.quiet {
@@ -247,7 +248,18 @@ fn verified_boot_outputs(
     // The payload: NAME.tar and its signed attestations.
     let pdir = staging.join(".payload");
     std::fs::create_dir(&pdir)?;
-    let tar_out = emit::emit(&assembly.tree, &[Format::Tar], &pdir, name, sd)?;
+    // The kernel is in the boot part; the payload need not carry it again.
+    let skip = |p: &TreePath| {
+        matches!(p.as_str(), emit::KERNEL_PATH | emit::CMDLINE_PATH | emit::UCODE_PATH)
+    };
+    let tar_bytes = emit::tar::write_tar_filtered(&assembly.tree, |p| !skip(p), Vec::new())?;
+    crate::atomic::write_atomic(&pdir.join(format!("{name}.tar")), &tar_bytes)?;
+    let tar_out = vec![emit::Output {
+        rel_path: format!("{name}.tar"),
+        digest: crate::digest::Digest::of(&tar_bytes),
+        size: tar_bytes.len() as u64,
+    }];
+    drop(tar_bytes);
     let mut facts = build_facts(ctx, inputs, &assembly.package_dbs, &tar_out);
     facts.files.push(crate::attest::SourceFile {
         source: format!("cairn verifier binary (/init, /{})", crate::vboot::PAYLOAD_CAIRN),
@@ -313,7 +325,8 @@ fn verified_boot_outputs(
     };
     write(format!("{name}-kernel"), &kernel)?;
     write(format!("{name}-cmdline"), &cmdline)?;
-    let initrd = crate::vboot::write_verifier_initrd(Vec::new(), &binary, &policy, &keys, &modules, sd)?;
+    let initrd =
+        crate::vboot::write_verifier_initrd(Vec::new(), &binary, &policy, &keys, &modules, sd)?;
     write(format!("{name}-initrd.img"), &initrd)?;
     let disk = crate::vboot::write_payload_disk(Vec::new(), &members, sd)?;
     write(format!("{name}-payload.img"), &disk)?;

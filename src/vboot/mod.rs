@@ -135,7 +135,10 @@ pub fn write_verifier_initrd<W: Write>(
     put("init", Node::file(Content::inline(verifier.to_vec()), 0o755, t))?;
     put("etc/cairn/policy.yaml", Node::file(Content::inline(policy_yaml), 0o644, t))?;
     for (name, pem) in keys {
-        put(&format!("etc/cairn/keys/{name}.pub"), Node::file(Content::inline(pem.as_str()), 0o644, t))?;
+        put(
+            &format!("etc/cairn/keys/{name}.pub"),
+            Node::file(Content::inline(pem.as_str()), 0o644, t),
+        )?;
     }
     for (name, bytes) in modules {
         put(&format!("lib/modules/{name}"), Node::file(Content::inline(bytes.clone()), 0o644, t))?;
@@ -248,7 +251,8 @@ fn boot_verify(start: Instant) -> anyhow::Result<Never> {
     let image = names
         .iter()
         .find(|n| {
-            n.ends_with(".tar") && !crate::verify::ATTESTATION_SUFFIXES.iter().any(|s| n.ends_with(s))
+            n.ends_with(".tar")
+                && !crate::verify::ATTESTATION_SUFFIXES.iter().any(|s| n.ends_with(s))
         })
         .cloned()
         .context("the payload disk holds no NAME.tar")?;
@@ -336,8 +340,13 @@ fn read_payload(disk: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
             bail!("the payload holds a member that is not a regular file");
         }
         let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8(raw).map_err(|_| anyhow::anyhow!("a member name is not UTF-8"))?;
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0')
+        let name =
+            String::from_utf8(raw).map_err(|_| anyhow::anyhow!("a member name is not UTF-8"))?;
+        if name.is_empty()
+            || name.contains('/')
+            || name == "."
+            || name == ".."
+            || name.contains('\0')
         {
             bail!("the payload holds a member with a bad name {name:?}");
         }
