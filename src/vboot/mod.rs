@@ -5,8 +5,8 @@
 //! - `NAME-kernel`, `NAME-cmdline`: the kernel component, as for kernel+initrd.
 //! - `NAME-initrd.img`: the verifier initramfs (cpio newc, gzip): `/init` (a statically
 //!   linked cairn), `/etc/cairn/policy.yaml` (the boot policy, `path:` keys inlined),
-//!   `/etc/cairn/keys/*.pub` (trusted keys), `/lib/modules/*.ko` (virtio block, from the
-//!   kernel component).
+//!   `/etc/cairn/keys/*.pub` (trusted keys), `/lib/modules/*.ko` (virtio block and overlayfs,
+//!   from the kernel component).
 //! - `NAME-payload.img`: a raw disk holding a plain tar whose members are a `cairn verify`
 //!   directory: `NAME.tar` (the root filesystem, with cairn at `/sbin/cairn`) and its
 //!   attestations.
@@ -33,14 +33,16 @@ use crate::source_date::SourceDate;
 use crate::tree::{Content, Node, Tree, TreePath};
 
 /// The modules the verifier loads, in dependency order, as path suffixes under
-/// `lib/modules/<version>/kernel/`.
-pub const MODULES: [&str; 6] = [
+/// `lib/modules/<version>/kernel/`: virtio block for the payload disk, and overlayfs, which
+/// stays loaded after switch_root for the payload init's writable containers.
+pub const MODULES: [&str; 7] = [
     "drivers/virtio/virtio_ring.ko",
     "drivers/virtio/virtio.ko",
     "drivers/virtio/virtio_pci_modern_dev.ko",
     "drivers/virtio/virtio_pci_legacy_dev.ko",
     "drivers/virtio/virtio_pci.ko",
     "drivers/block/virtio_blk.ko",
+    "fs/overlayfs/overlay.ko",
 ];
 
 /// Where the verifier initramfs keeps its trust anchors.
