@@ -152,9 +152,7 @@ pub fn write_verifier_initrd<W: Write>(
 
 /// Picks the verifier's modules out of the kernel component's `lib/modules/…` files:
 /// `(file name, path in the image)` in load order; an error names a missing one.
-pub fn find_modules<'a>(
-    kernel_files: &'a [(String, Node)],
-) -> anyhow::Result<Vec<(String, &'a Node)>> {
+pub fn find_modules(kernel_files: &[(String, Node)]) -> anyhow::Result<Vec<(String, &Node)>> {
     let mut out = Vec::new();
     for m in MODULES {
         let suffix = format!("/kernel/{m}");
