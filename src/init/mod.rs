@@ -74,5 +74,7 @@ pub mod plan;
 mod runner;
 
 pub use pid1::{InitOptions, RUNC_PATHS, bundles, describe, log, run as run_init};
-pub use plan::{BundlePlan, CapsPlan, DeviceOp, MountOp, NsOp, PlanError, ProcessPlan, RlimitOp};
-pub use runner::{prepare, run_bundle, self_exe};
+pub use plan::{
+    BundlePlan, CapsPlan, DeviceOp, MountOp, NsOp, PlanError, ProcessPlan, RlimitOp, RuntimePlan,
+};
+pub use runner::{prepare, prepare_runtime, run_bundle, self_exe};

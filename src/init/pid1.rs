@@ -12,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::runner::{prepare, self_exe};
+use super::runner::{prepare_runtime, self_exe};
 
 /// Where runc is looked for in the image, in order.
 pub const RUNC_PATHS: [&str; 2] = ["/usr/bin/runc", "/usr/sbin/runc"];
@@ -245,14 +245,17 @@ impl Init {
         let name = name_of(bundle);
         if self.runc.is_some() {
             // runc does not read runtime.json: do its part here, as LinuxKit's init does.
-            let plan = match super::plan::load(bundle) {
+            let plan = match super::plan::load_runtime(bundle) {
                 Ok(p) => p,
                 Err(e) => {
                     log(format!("{kind} {name}: {e}"));
                     return None;
                 }
             };
-            if let Err(e) = prepare(&plan) {
+            for w in &plan.warnings {
+                log(format!("{kind} {name}: warning: {w}"));
+            }
+            if let Err(e) = prepare_runtime(&name, &plan.mkdir, &plan.prepare) {
                 log(format!("{kind} {name}: {}", crate::cli::render_error(&e)));
                 return None;
             }

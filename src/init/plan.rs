@@ -358,15 +358,7 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         file: "config.json",
         reason: e.to_string(),
     })?;
-    let rt: RuntimeIn = match runtime {
-        Some(bytes) => serde_json::from_slice(bytes).map_err(|e| PlanError::Json {
-            bundle: b.clone(),
-            file: "runtime.json",
-            reason: e.to_string(),
-        })?,
-        None => RuntimeIn::default(),
-    };
-    let mut warnings = Vec::new();
+    let RuntimePlan { mkdir, prepare, mut warnings } = plan_runtime(bundle, runtime)?;
 
     // --- refusals: things whose absence would weaken the container ---
     if oci.hooks.as_ref().is_some_and(|h| !is_empty_json(h)) {
@@ -398,34 +390,6 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
     if linux.resources.as_ref().is_some_and(|r| !is_empty_json(r)) {
         warnings.push("linux.resources (cgroup limits) ignored".to_string());
     }
-
-    // --- runtime.json ---
-    if !rt.cgroups.is_empty() {
-        warnings.push(format!("runtime.json cgroups {:?} ignored", rt.cgroups));
-    }
-    if !rt.interfaces.is_empty() {
-        warnings.push("runtime.json interfaces ignored".to_string());
-    }
-    if rt.bind_ns.values().any(|v| !v.is_empty()) {
-        warnings.push("runtime.json bindNS ignored".to_string());
-    }
-    if !rt.namespace.is_empty() {
-        warnings.push(format!("runtime.json namespace {:?} ignored", rt.namespace));
-    }
-    let mkdir = rt
-        .mkdir
-        .iter()
-        .map(|d| host_path(d).map_err(|r| invalid("runtime.json mkdir", r)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let prepare = rt
-        .mounts
-        .iter()
-        .map(|m| {
-            let target =
-                host_path(&m.destination).map_err(|r| invalid("runtime.json mounts", r))?;
-            parse_mount(m, target).map_err(|r| invalid("runtime.json mounts", r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
 
     // --- namespaces ---
     let mut namespaces = Vec::new();
@@ -604,6 +568,78 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         },
         warnings,
     })
+}
+
+/// What `runtime.json` asks for before the container starts (also done before `runc`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimePlan {
+    /// Host directories to create first.
+    pub mkdir: Vec<PathBuf>,
+    /// Host mounts, in the init's mount namespace.
+    pub prepare: Vec<MountOp>,
+    /// Fields the init does not act on (printed, not fatal).
+    pub warnings: Vec<String>,
+}
+
+/// Reads `DIR/runtime.json` (a missing file plans nothing) without looking at config.json:
+/// what the init does before handing a bundle to runc.
+pub fn load_runtime(bundle: &Path) -> Result<RuntimePlan, PlanError> {
+    match std::fs::read(bundle.join("runtime.json")) {
+        Ok(b) => plan_runtime(bundle, Some(&b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => plan_runtime(bundle, None),
+        Err(source) => Err(PlanError::Read {
+            bundle: bundle.display().to_string(),
+            file: "runtime.json",
+            source,
+        }),
+    }
+}
+
+/// Plans the bytes of a `runtime.json`.
+pub fn plan_runtime(bundle: &Path, runtime: Option<&[u8]>) -> Result<RuntimePlan, PlanError> {
+    let b = bundle.display().to_string();
+    let invalid = |field: &'static str, reason: String| PlanError::Invalid {
+        bundle: b.clone(),
+        field,
+        reason,
+    };
+    let rt: RuntimeIn = match runtime {
+        Some(bytes) => serde_json::from_slice(bytes).map_err(|e| PlanError::Json {
+            bundle: b.clone(),
+            file: "runtime.json",
+            reason: e.to_string(),
+        })?,
+        None => RuntimeIn::default(),
+    };
+    let mut warnings = Vec::new();
+    if !rt.cgroups.is_empty() {
+        warnings.push(format!("runtime.json cgroups {:?} ignored", rt.cgroups));
+    }
+    if !rt.interfaces.is_empty() {
+        warnings.push("runtime.json interfaces ignored".to_string());
+    }
+    if rt.bind_ns.values().any(|v| !v.is_empty()) {
+        warnings.push("runtime.json bindNS ignored".to_string());
+    }
+    if !rt.namespace.is_empty() {
+        warnings.push(format!("runtime.json namespace {:?} ignored", rt.namespace));
+    }
+    let mkdir = rt
+        .mkdir
+        .iter()
+        .map(|d| host_path(d).map_err(|r| invalid("runtime.json mkdir", r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let prepare = rt
+        .mounts
+        .iter()
+        .map(|m| {
+            let target =
+                host_path(&m.destination).map_err(|r| invalid("runtime.json mounts", r))?;
+            parse_mount(m, target).map_err(|r| invalid("runtime.json mounts", r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(RuntimePlan { mkdir, prepare, warnings })
 }
 
 fn is_empty_json(v: &serde_json::Value) -> bool {

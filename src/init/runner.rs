@@ -52,23 +52,28 @@ pub fn run_bundle(dir: &Path, stage2: bool) -> Result<ExitCode> {
 /// init's), as LinuxKit's runtime does before starting a container. Also used before
 /// handing a bundle to runc.
 pub fn prepare(plan: &BundlePlan) -> Result<()> {
-    for dir in &plan.mkdir {
+    prepare_runtime(&plan.id, &plan.mkdir, &plan.prepare)
+}
+
+/// [`prepare`] for a runtime.json alone (before runc).
+pub fn prepare_runtime(id: &str, mkdir: &[PathBuf], mounts: &[MountOp]) -> Result<()> {
+    for dir in mkdir {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("bundle {}: mkdir {}", plan.id, dir.display()))?;
+            .with_context(|| format!("bundle {id}: mkdir {}", dir.display()))?;
     }
-    for m in &plan.prepare {
+    for m in mounts {
         std::fs::create_dir_all(&m.target)
-            .with_context(|| format!("bundle {}: mkdir {}", plan.id, m.target.display()))?;
+            .with_context(|| format!("bundle {id}: mkdir {}", m.target.display()))?;
         if m.fstype == "overlay" {
             // upperdir and workdir live on the tmpfs just mounted: create them.
             for opt in m.data.split(',') {
                 if let Some(d) = opt.strip_prefix("upperdir=").or(opt.strip_prefix("workdir=")) {
                     std::fs::create_dir_all(d)
-                        .with_context(|| format!("bundle {}: mkdir {d}", plan.id))?;
+                        .with_context(|| format!("bundle {id}: mkdir {d}"))?;
                 }
             }
         }
-        do_mount(m, &m.target).with_context(|| format!("bundle {}", plan.id))?;
+        do_mount(m, &m.target).with_context(|| format!("bundle {id}"))?;
     }
     Ok(())
 }
@@ -152,8 +157,17 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
         // Die with the supervising stage 1.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     }
-    mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>)
-        .with_context(|| format!("bundle {id}: making / {:?}", plan.root_propagation))?;
+    // Keep the container's mounts from propagating back. When `/` is not a mount point
+    // (the runner runs in a chroot) the change is made on the rootfs bind mount below.
+    let root_done =
+        match mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>) {
+            Ok(()) => true,
+            Err(Errno::EINVAL) => false,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("bundle {id}: making / {:?}", plan.root_propagation));
+            }
+        };
     let root = &plan.rootfs;
     if !root.is_dir() {
         bail!("bundle {id}: root {} is not a directory", root.display());
@@ -161,6 +175,11 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
     // pivot_root needs the new root to be a mount point.
     mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .with_context(|| format!("bundle {id}: bind mounting {} onto itself", root.display()))?;
+    if !root_done {
+        mount(None::<&str>, root, None::<&str>, plan.root_propagation, None::<&str>).with_context(
+            || format!("bundle {id}: making the rootfs {:?}", plan.root_propagation),
+        )?;
+    }
 
     let mut dev_mounted = false;
     for m in &plan.mounts {

@@ -249,3 +249,14 @@ fn capability_names_may_omit_the_prefix() {
     assert_eq!(parse_capability("net_admin").unwrap(), Capability::CAP_NET_ADMIN);
     assert_eq!(parse_capability("CAP_BPF").unwrap(), Capability::CAP_BPF);
 }
+
+#[test]
+fn runtime_alone_is_planned_for_runc() {
+    let rt = plan_runtime(Path::new(BUNDLE), Some(GREETER_RUNTIME.as_bytes())).unwrap();
+    assert_eq!(rt.prepare.len(), 3);
+    assert!(rt.mkdir.is_empty() && rt.warnings.is_empty());
+    let e = plan_runtime(Path::new(BUNDLE), Some(br#"{"mounts": [{"destination": "rel"}]}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"rel\" is not an absolute path"), "{e}");
+}
