@@ -24,5 +24,6 @@ pub mod source_date;
 pub mod spec;
 pub mod store;
 pub mod tree;
+pub mod vboot;
 pub mod verify;
 pub mod yaml_diag;

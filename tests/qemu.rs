@@ -28,7 +28,7 @@ fn qemu_required() -> bool {
 }
 
 /// Whether QEMU is installed; a failure under CAIRN_REQUIRE_QEMU=1, else a loud skip.
-fn have_qemu(test: &str) -> bool {
+pub(crate) fn have_qemu(test: &str) -> bool {
     if util::have(QEMU) {
         return true;
     }
@@ -41,13 +41,13 @@ fn have_qemu(test: &str) -> bool {
 }
 
 /// The fetched Debian packages.
-struct Debs {
+pub(crate) struct Debs {
     /// Both have the sha256 pinned in tests/boot/versions.
     as_pinned: bool,
-    kernel: PathBuf,
+    pub(crate) kernel: PathBuf,
     /// `6.1.0-56-cloud-amd64` from `linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb`.
-    kernel_release: String,
-    busybox: PathBuf,
+    pub(crate) kernel_release: String,
+    pub(crate) busybox: PathBuf,
 }
 
 fn debs_dir() -> PathBuf {
@@ -79,7 +79,7 @@ fn pinned(key: &str) -> String {
         .to_string()
 }
 
-fn find_debs(test: &str) -> Option<Debs> {
+pub(crate) fn find_debs(test: &str) -> Option<Debs> {
     let dir = debs_dir();
     let (Some(kernel), Some(busybox)) =
         (only_deb(&dir.join("kernel")), only_deb(&dir.join("busybox")))
@@ -124,7 +124,7 @@ struct Built {
     prefix: PathBuf,
 }
 
-fn cairn_in(dir: &Path) -> Cairn {
+pub(crate) fn cairn_in(dir: &Path) -> Cairn {
     Cairn::new(dir)
         .env("CAIRN_STORE", dir.join("store"))
         .env("HOME", dir)
@@ -132,7 +132,7 @@ fn cairn_in(dir: &Path) -> Cairn {
 }
 
 /// The `name` an import printed (`NAME\tDIGEST` lines), for the only line.
-fn imported_name(out: &util::Outcome) -> String {
+pub(crate) fn imported_name(out: &util::Outcome) -> String {
     let stdout = out.stdout();
     let line =
         stdout.lines().next().unwrap_or_else(|| panic!("import printed nothing{}", out.report()));

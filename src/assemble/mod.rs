@@ -73,6 +73,10 @@ pub struct Assembly {
     pub package_dbs: Vec<Vec<PackageDb>>,
     /// Device nodes and FIFOs left out of layers, as `image: path`.
     pub skipped: Vec<String>,
+    /// Every `lib/modules/…` regular file of the kernel image (path inside the image, file
+    /// node), sorted by path, whether or not it is placed in the tree: the verified-boot
+    /// verifier initramfs takes the modules it needs from here.
+    pub kernel_modules: Vec<(String, Node)>,
 }
 
 /// Upper bound on one package database file.
@@ -130,6 +134,7 @@ pub fn assemble(
     let mut unpacked: BTreeMap<Digest, TreePath> = BTreeMap::new();
     let ids = spec.id_map();
     let mut package_dbs = vec![Vec::new(); inputs.images.len()];
+    let mut kernel_modules = Vec::new();
 
     for (position, pinned) in inputs.images.iter().enumerate() {
         let label = pinned.image.to_string();
@@ -150,6 +155,15 @@ pub fn assemble(
                 skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
                 package_dbs[position] = find_package_dbs(&tree, &scratch)?;
                 place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
+                if let Ok(modules) = scratch.join("lib/modules") {
+                    for (p, n) in tree.iter_under(&modules) {
+                        if matches!(n.kind, NodeKind::File(_))
+                            && let Some(rel) = p.strip_prefix(&scratch)
+                        {
+                            kernel_modules.push((rel.as_str().to_string(), n.clone()));
+                        }
+                    }
+                }
                 tree.remove(&scratch);
             }
             Role::Init => {
@@ -235,7 +249,7 @@ pub fn assemble(
 
     files::place_files(&mut tree, spec, spec_yaml, inputs, sd)?;
 
-    Ok(Assembly { tree, source_date: sd, skipped, package_dbs })
+    Ok(Assembly { tree, source_date: sd, skipped, package_dbs, kernel_modules })
 }
 
 fn put_generated(

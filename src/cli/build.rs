@@ -62,6 +62,21 @@ pub struct Args {
     #[arg(long, value_name = "URI", default_value = DEFAULT_BUILDER_ID)]
     pub builder_id: String,
 
+    /// verified-boot: the policy embedded in the verifier initramfs (YAML; keys given by
+    /// `path:` are inlined). Default: a signed provenance by a trusted key.
+    #[arg(long, value_name = "FILE")]
+    pub boot_policy: Option<PathBuf>,
+
+    /// verified-boot: a public key (SPKI PEM) the verifier trusts; repeatable. Default: the
+    /// public key of --sign-key.
+    #[arg(long = "boot-key", value_name = "FILE")]
+    pub boot_keys: Vec<PathBuf>,
+
+    /// verified-boot: the statically linked cairn binary used as the verifier's /init and
+    /// the payload's /sbin/cairn. Default: this cairn (refused unless statically linked).
+    #[arg(long, value_name = "FILE")]
+    pub verifier_binary: Option<PathBuf>,
+
     /// Refuse layers that unpack to more than this many bytes in total.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
     pub max_unpacked_size: u64,
@@ -113,10 +128,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let verified_boot = formats.contains(&Format::VerifiedBoot);
+    if verified_boot && formats.len() != 1 {
+        anyhow::bail!("--format verified-boot cannot be combined with other formats");
+    }
+    if verified_boot && sign_key.is_none() {
+        anyhow::bail!("--format verified-boot needs --sign-key: the payload must be signed");
+    }
     let progress = Progress::new(global.quiet);
     progress.say(&format!("assembling {spec_name}"));
     let opts = AssembleOptions { max_unpacked_size: args.max_unpacked_size };
-    let assembly = assemble::assemble(&loaded.spec, &loaded.text, &inputs, &store, &opts)
+    let mut assembly = assemble::assemble(&loaded.spec, &loaded.text, &inputs, &store, &opts)
         .with_context(|| format!("assembling {spec_name}"))?;
     for s in &assembly.skipped {
         progress.warn(&format!("left out a device node or FIFO: {s}"));
@@ -129,9 +151,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&args.output)
         .with_context(|| format!("writing to output directory {}", args.output.display()))?;
     progress.say("writing outputs");
-    let mut outputs =
-        emit::emit(&assembly.tree, &formats, staging.path(), &name, assembly.source_date)
-            .with_context(|| format!("writing outputs of {spec_name}"))?;
     let spec_file_name = loaded
         .path
         .file_name()
@@ -144,6 +163,22 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         formats: formats.iter().map(|f| f.to_string()).collect(),
         builder_id: &args.builder_id,
     };
+    if let (true, Some(key)) = (verified_boot, &sign_key) {
+        let outputs =
+            verified_boot_outputs(&args, &mut assembly, &inputs, &ctx, staging.path(), key)
+                .with_context(|| format!("writing the verified-boot outputs of {spec_name}"))?;
+        publish(staging.path(), &args.output, &outputs)?;
+        progress.finish();
+        if !global.quiet {
+            for o in &outputs {
+                println!("{}  {}", o.digest, args.output.join(&o.rel_path).display());
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut outputs =
+        emit::emit(&assembly.tree, &formats, staging.path(), &name, assembly.source_date)
+            .with_context(|| format!("writing outputs of {spec_name}"))?;
     let facts = build_facts(&ctx, &inputs, &assembly.package_dbs, &outputs);
     let mut documents = attestation_documents(&facts);
     if let Some(key) = &sign_key {
@@ -172,6 +207,130 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The verified-boot outputs (see [`crate::vboot`]): the root filesystem gets the verifier
+/// binary at /sbin/cairn; its tar and signed attestations go into the payload disk; the
+/// kernel, cmdline and the verifier initramfs form the boot part. The provenance's subject
+/// is the payload's NAME.tar (what the verifier checks); the verifier binary is recorded
+/// as a resolved dependency.
+fn verified_boot_outputs(
+    args: &Args,
+    assembly: &mut assemble::Assembly,
+    inputs: &crate::lock::BuildInputs,
+    ctx: &BuildContext<'_>,
+    staging: &Path,
+    key: &crate::sign::keys::SigningKey,
+) -> anyhow::Result<Vec<emit::Output>> {
+    use crate::tree::{Content, Node, NodeKind, TreePath};
+    let name = ctx.name;
+    let sd = assembly.source_date;
+    let bin_path = args.verifier_binary.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let binary = std::fs::read(&bin_path)
+        .with_context(|| format!("reading the verifier binary {}", bin_path.display()))?;
+    match crate::vboot::is_static_elf(&binary) {
+        Ok(true) => {}
+        Ok(false) => anyhow::bail!(
+            "the verifier binary {} is dynamically linked; build cairn with RUSTFLAGS=\"-C target-feature=+crt-static\" and pass it with --verifier-binary",
+            bin_path.display()
+        ),
+        Err(e) => anyhow::bail!("the verifier binary {}: {e}", bin_path.display()),
+    }
+    let bin_digest = crate::digest::Digest::of(&binary);
+    let parent = Node::dir(0o755, sd.secs());
+    let content = assembly.tree.spool(&binary[..], binary.len() as u64)?;
+    assembly.tree.insert(
+        TreePath::parse(crate::vboot::PAYLOAD_CAIRN)?,
+        Node::file(content, 0o755, sd.secs()),
+        &parent,
+    )?;
+
+    // The payload: NAME.tar and its signed attestations.
+    let pdir = staging.join(".payload");
+    std::fs::create_dir(&pdir)?;
+    // The kernel is in the boot part; the payload need not carry it again.
+    let skip = |p: &TreePath| {
+        matches!(p.as_str(), emit::KERNEL_PATH | emit::CMDLINE_PATH | emit::UCODE_PATH)
+    };
+    let tar_bytes = emit::tar::write_tar_filtered(&assembly.tree, |p| !skip(p), Vec::new())?;
+    crate::atomic::write_atomic(&pdir.join(format!("{name}.tar")), &tar_bytes)?;
+    let tar_out = vec![emit::Output {
+        rel_path: format!("{name}.tar"),
+        digest: crate::digest::Digest::of(&tar_bytes),
+        size: tar_bytes.len() as u64,
+    }];
+    drop(tar_bytes);
+    let mut facts = build_facts(ctx, inputs, &assembly.package_dbs, &tar_out);
+    facts.files.push(crate::attest::SourceFile {
+        source: format!("cairn verifier binary (/init, /{})", crate::vboot::PAYLOAD_CAIRN),
+        digest: bin_digest,
+        size: binary.len() as u64,
+    });
+    let mut documents = attestation_documents(&facts);
+    let provenance = provenance::provenance_statement(&facts);
+    let sbom = sbom_statement(&facts, &spdx::document(&facts));
+    let signed = sign_statements(&provenance, &sbom, key).context("signing the attestations")?;
+    documents.push((format!("{name}.intoto.jsonl"), signed.intoto_jsonl));
+    documents.push((format!("{name}.sigstore.json"), signed.sigstore_json));
+    let mut outputs = Vec::new();
+    let mut members = vec![(format!("{name}.tar"), pdir.join(format!("{name}.tar")))];
+    for (file_name, bytes) in &documents {
+        crate::atomic::write_atomic(&pdir.join(file_name), bytes)?;
+        crate::atomic::write_atomic(&staging.join(file_name), bytes)?;
+        members.push((file_name.clone(), pdir.join(file_name)));
+        outputs.push(emit::Output {
+            rel_path: file_name.clone(),
+            digest: crate::digest::Digest::of(bytes),
+            size: bytes.len() as u64,
+        });
+    }
+
+    // The boot part.
+    let file_bytes = |p: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        match assembly.tree.get(&TreePath::parse(p)?).map(|n| &n.kind) {
+            Some(NodeKind::File(c)) => Ok(Some(assembly.tree.read_to_vec(c)?)),
+            None => Ok(None),
+            Some(_) => anyhow::bail!("{p} in the image is not a regular file"),
+        }
+    };
+    let kernel = file_bytes(emit::KERNEL_PATH)?.context("verified-boot needs a kernel")?;
+    let cmdline = file_bytes(emit::CMDLINE_PATH)?.unwrap_or_default();
+    let mut modules = Vec::new();
+    for (file, node) in crate::vboot::find_modules(&assembly.kernel_modules)? {
+        let NodeKind::File(c) = &node.kind else { unreachable!("find_modules keeps files") };
+        let c: &Content = c;
+        modules.push((file, assembly.tree.read_to_vec(c)?));
+    }
+    let policy = match &args.boot_policy {
+        Some(p) => crate::vboot::embeddable_policy(p)?,
+        None => "require:\n  provenance: true\n".to_string(),
+    };
+    let mut keys = Vec::new();
+    if args.boot_keys.is_empty() {
+        keys.push(("build-key".to_string(), key.public_key().to_spki_pem()));
+    }
+    for (i, k) in args.boot_keys.iter().enumerate() {
+        let pk = crate::sign::keys::PublicKey::read_pem_file(k)
+            .with_context(|| format!("reading --boot-key {}", k.display()))?;
+        keys.push((format!("boot-key-{i}"), pk.to_spki_pem()));
+    }
+    let mut write = |rel: String, bytes: &[u8]| -> anyhow::Result<()> {
+        crate::atomic::write_atomic(&staging.join(&rel), bytes)?;
+        outputs.push(emit::Output {
+            rel_path: rel,
+            digest: crate::digest::Digest::of(bytes),
+            size: bytes.len() as u64,
+        });
+        Ok(())
+    };
+    write(format!("{name}-kernel"), &kernel)?;
+    write(format!("{name}-cmdline"), &cmdline)?;
+    let initrd =
+        crate::vboot::write_verifier_initrd(Vec::new(), &binary, &policy, &keys, &modules, sd)?;
+    write(format!("{name}-initrd.img"), &initrd)?;
+    let disk = crate::vboot::write_payload_disk(Vec::new(), &members, sd)?;
+    write(format!("{name}-payload.img"), &disk)?;
+    Ok(outputs)
 }
 
 /// The unsigned attestations of a build, as (file name, bytes): the SPDX and CycloneDX

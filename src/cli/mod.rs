@@ -81,6 +81,10 @@ pub enum Command {
 
 /// Parses the command line, runs it, prints any error, and returns the exit status.
 pub fn main() -> ExitCode {
+    // PID 1 named /init: the verified-boot verifier initramfs (see crate::vboot).
+    if crate::vboot::is_verifier_invocation() {
+        return crate::vboot::boot_verify_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

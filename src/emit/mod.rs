@@ -34,7 +34,7 @@ pub use compress::Codec;
 pub enum EmitError {
     /// Bad input: the CLI named a format that does not exist.
     #[error(
-        "unknown output format {0:?} (expected tar, kernel+initrd, kernel+initrd:gzip, kernel+initrd:zstd or oci)"
+        "unknown output format {0:?} (expected tar, kernel+initrd, kernel+initrd:gzip, kernel+initrd:zstd, oci or verified-boot)"
     )]
     UnknownFormat(String),
     #[error("unknown compression {0:?} (expected gzip or zstd)")]
@@ -82,6 +82,10 @@ pub enum Format {
     KernelInitrd(Codec),
     /// `<name>.oci/`: an OCI image layout with the tree as its single layer.
     Oci,
+    /// `<name>-kernel`, `<name>-cmdline`, `<name>-initrd.img` (the verifier initramfs) and
+    /// `<name>-payload.img`: written by the build (it needs the signed attestations), see
+    /// [`crate::vboot`]; [`emit`] writes nothing for it.
+    VerifiedBoot,
 }
 
 impl fmt::Display for Format {
@@ -91,6 +95,7 @@ impl fmt::Display for Format {
             Format::KernelInitrd(Codec::Gzip) => f.write_str("kernel+initrd"),
             Format::KernelInitrd(c) => write!(f, "kernel+initrd:{c}"),
             Format::Oci => f.write_str("oci"),
+            Format::VerifiedBoot => f.write_str("verified-boot"),
         }
     }
 }
@@ -103,6 +108,7 @@ impl FromStr for Format {
             None => match s {
                 "tar" => Ok(Format::Tar),
                 "oci" => Ok(Format::Oci),
+                "verified-boot" => Ok(Format::VerifiedBoot),
                 "kernel+initrd" => Ok(Format::KernelInitrd(Codec::Gzip)),
                 _ => Err(EmitError::UnknownFormat(s.to_string())),
             },
@@ -161,6 +167,7 @@ pub fn emit(
                     size: img.manifest_size,
                 });
             }
+            Format::VerifiedBoot => {}
         }
     }
     Ok(outputs)
