@@ -147,6 +147,38 @@ fn run_bundle_readonly_sets_env_cwd_user_and_capabilities() {
     );
 }
 
+/// A read-only container's `/dev` tmpfs is mounted `ro` (LinuxKit's readonly transform): its
+/// mount points and device nodes must still be created, and it must end up read-only.
+#[test]
+fn run_bundle_readonly_dev_gets_its_mount_points_and_devices() {
+    if !can_run("run_bundle_readonly_dev_gets_its_mount_points_and_devices") {
+        return;
+    }
+    let t = TestDir::new("init-ro-dev");
+    let b = t.join("bundle");
+    bundle(
+        &b,
+        "test -c /dev/null && test -d /dev/pts && echo DEVICES; \
+         touch /dev/x 2>/dev/null && echo DEV-WRITABLE || echo DEV-READONLY",
+        true,
+        |config| {
+            let mut mounts = std_mounts();
+            for m in mounts.as_array_mut().unwrap() {
+                if m["destination"] == "/dev" || m["destination"] == "/dev/pts" {
+                    m["options"].as_array_mut().unwrap().push(json!("ro"));
+                }
+            }
+            config["mounts"] = mounts;
+        },
+    );
+    // The image has no dev/pts directory: it must be created inside the read-only /dev.
+    let _ = fs::remove_dir_all(b.join("rootfs/dev"));
+    fs::create_dir_all(b.join("rootfs/dev")).unwrap();
+    let out = internal(&t, &[]).arg("run-bundle").arg(&b).ok();
+    let lines: Vec<String> = out.stdout().lines().map(str::to_string).collect();
+    assert_eq!(lines, ["DEVICES", "DEV-READONLY"], "{}", out.report());
+}
+
 #[test]
 fn run_bundle_overlay_is_writable_and_leaves_the_image_alone() {
     if !can_run("run_bundle_overlay_is_writable_and_leaves_the_image_alone") {

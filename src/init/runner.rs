@@ -182,6 +182,7 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
     }
 
     let mut dev_mounted = false;
+    let mut read_only_later: Vec<(PathBuf, MountOp)> = Vec::new();
     for m in &plan.mounts {
         let target = secure_target(root, &m.target, m)?;
         if m.fstype == "cgroup" || m.fstype == "cgroup2" {
@@ -195,7 +196,17 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
             }
             continue;
         }
-        do_mount(m, &target).with_context(|| format!("bundle {id}"))?;
+        if !m.is_bind() && m.flags.contains(MsFlags::MS_RDONLY) {
+            // As runc does: a read-only filesystem (a read-only container's /dev tmpfs) is
+            // mounted writable so that later mount points and device nodes can be created
+            // in it, and made read-only once they are.
+            let mut writable = m.clone();
+            writable.flags.remove(MsFlags::MS_RDONLY);
+            do_mount(&writable, &target).with_context(|| format!("bundle {id}"))?;
+            read_only_later.push((target.clone(), m.clone()));
+        } else {
+            do_mount(m, &target).with_context(|| format!("bundle {id}"))?;
+        }
         if m.target == Path::new("/dev") {
             dev_mounted = true;
         }
@@ -206,6 +217,12 @@ fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
     for d in &plan.devices {
         make_device(root, d)
             .with_context(|| format!("bundle {id}: device {}", d.path.display()))?;
+    }
+    // Innermost first, so that a parent turning read-only does not block a child's remount.
+    for (target, m) in read_only_later.iter().rev() {
+        let data = (!m.data.is_empty()).then_some(m.data.as_str());
+        mount(None::<&str>, target, None::<&str>, m.flags | MsFlags::MS_REMOUNT, data)
+            .with_context(|| format!("bundle {id}: making {} read-only", target.display()))?;
     }
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).with_context(|| format!("bundle {id}: sethostname {h:?}"))?;
