@@ -11,6 +11,26 @@ pub struct YamlDiagnostic {
     pub hint: Option<String>,
 }
 
+/// `file:line:col: message`, then the hint (if any) as its own paragraph.
+pub fn display_invalid(
+    source_name: &str,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: &str,
+    hint: Option<&str>,
+) -> String {
+    let mut out = match (line, column) {
+        (Some(l), Some(c)) => format!("{source_name}:{l}:{c}: {message}"),
+        (Some(l), None) => format!("{source_name}:{l}: {message}"),
+        _ => format!("{source_name}: {message}"),
+    };
+    if let Some(h) = hint {
+        out.push_str("\n\n");
+        out.push_str(h);
+    }
+    out
+}
+
 /// Splits serde_norway's message (which ends in " at line L column C") into its parts.
 pub fn diagnose(err: &serde_norway::Error) -> YamlDiagnostic {
     let mut message = err.to_string();

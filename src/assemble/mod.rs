@@ -141,18 +141,15 @@ pub fn assemble(
         match pinned.role {
             Role::Kernel => {
                 let Some(kernel) = &spec.kernel else { continue };
-                let scratch = TreePath::parse(SCRATCH)
-                    .map_err(|source| AssembleError::Tree { path: SCRATCH.to_string(), source })?;
-                let stats = apply_image(
+                let scratch = flatten_in_scratch(
                     &mut tree,
-                    &scratch,
                     store,
                     &pinned.resolved,
                     &label,
                     sd,
                     &mut budget,
+                    &mut skipped,
                 )?;
-                skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
                 package_dbs[position] = find_package_dbs(&tree, &scratch)?;
                 place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
                 if let Ok(modules) = scratch.join("lib/modules") {
@@ -169,18 +166,15 @@ pub fn assemble(
             Role::Init => {
                 // Each image is flattened on its own first, as LinuxKit does, so its
                 // whiteouts hide only its own lower layers, never another component's files.
-                let scratch = TreePath::parse(SCRATCH)
-                    .map_err(|source| AssembleError::Tree { path: SCRATCH.to_string(), source })?;
-                let stats = apply_image(
+                let scratch = flatten_in_scratch(
                     &mut tree,
-                    &scratch,
                     store,
                     &pinned.resolved,
                     &label,
                     sd,
                     &mut budget,
+                    &mut skipped,
                 )?;
-                skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
                 package_dbs[position] = find_package_dbs(&tree, &scratch)?;
                 tree.copy_subtree(&scratch, &TreePath::root(), &parent)
                     .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
@@ -323,6 +317,25 @@ fn place_kernel(
         }
     }
     Ok(())
+}
+
+/// Unpacks `image` on its own into the scratch subtree (removed again by the caller once
+/// its files are placed), recording left-out device nodes in `skipped`.
+#[allow(clippy::too_many_arguments)]
+fn flatten_in_scratch(
+    tree: &mut Tree,
+    store: &Store,
+    image: &ResolvedImage,
+    label: &str,
+    sd: SourceDate,
+    budget: &mut u64,
+    skipped: &mut Vec<String>,
+) -> Result<TreePath, AssembleError> {
+    let scratch = TreePath::parse(SCRATCH)
+        .map_err(|source| AssembleError::Tree { path: SCRATCH.to_string(), source })?;
+    let stats = apply_image(tree, &scratch, store, image, label, sd, budget)?;
+    skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+    Ok(scratch)
 }
 
 /// Streams every layer of `image` from the store into `root`, checking each blob's digest.

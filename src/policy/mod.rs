@@ -40,7 +40,7 @@ pub enum PolicyError {
     #[error("{source_name}: policy is {len} bytes, more than the limit of {limit} bytes")]
     TooLarge { source_name: String, len: usize, limit: usize },
     /// Malformed YAML, an unknown field, a wrong type or a bad value.
-    #[error("{}", display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
+    #[error("{}", crate::yaml_diag::display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
     Invalid {
         source_name: String,
         line: Option<usize>,
@@ -51,25 +51,6 @@ pub enum PolicyError {
     /// A file the policy names (a key, a trusted root) is missing or bad.
     #[error("{source_name}: {what} {path}: {reason}")]
     File { source_name: String, what: String, path: String, reason: String },
-}
-
-fn display_invalid(
-    source_name: &str,
-    line: Option<usize>,
-    column: Option<usize>,
-    message: &str,
-    hint: Option<&str>,
-) -> String {
-    let mut out = match (line, column) {
-        (Some(l), Some(c)) => format!("{source_name}:{l}:{c}: {message}"),
-        (Some(l), None) => format!("{source_name}:{l}: {message}"),
-        _ => format!("{source_name}: {message}"),
-    };
-    if let Some(h) = hint {
-        out.push_str("\n\n");
-        out.push_str(h);
-    }
-    out
 }
 
 /// A point in time, seconds since the Unix epoch (UTC).

@@ -62,7 +62,7 @@ pub enum SpecError {
     TooLarge { source_name: String, len: usize, limit: usize },
     /// The YAML is malformed, has an unknown field or a wrong type, or a value failed a
     /// check. `line` and `column` are 1-based and present whenever the parser knows them.
-    #[error("{}", display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
+    #[error("{}", crate::yaml_diag::display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
     Invalid {
         source_name: String,
         line: Option<usize>,
@@ -70,25 +70,6 @@ pub enum SpecError {
         message: String,
         hint: Option<String>,
     },
-}
-
-fn display_invalid(
-    source_name: &str,
-    line: Option<usize>,
-    column: Option<usize>,
-    message: &str,
-    hint: Option<&str>,
-) -> String {
-    let mut out = match (line, column) {
-        (Some(l), Some(c)) => format!("{source_name}:{l}:{c}: {message}"),
-        (Some(l), None) => format!("{source_name}:{l}: {message}"),
-        _ => format!("{source_name}: {message}"),
-    };
-    if let Some(h) = hint {
-        out.push_str("\n\n");
-        out.push_str(h);
-    }
-    out
 }
 
 /// The sha256 of the spec's exact bytes, as recorded in the lock and the provenance.
