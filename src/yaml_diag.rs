@@ -1,53 +1,68 @@
-//! Diagnostics for YAML inputs (spec and policy): serde_norway's error turned into
-//! `line`, `column`, a message without the location suffix, and a "did you mean" hint for
-//! misspelt field names.
+//! Diagnostics for YAML inputs (spec and policy): serde_norway's error turned into an
+//! [`InvalidYaml`] with `line`, `column`, a message without the location suffix, and a
+//! "did you mean" hint for misspelt field names. Both the spec's and the policy's error
+//! type carry it, so the two inputs report problems the same way.
 
-/// A YAML parse error, ready to print as `file:line:col: message` plus a hint paragraph.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct YamlDiagnostic {
+/// A YAML input (spec or policy) that is malformed, has an unknown field or a wrong type,
+/// or whose value failed a check: printed as `file:line:col: message`, then the hint (if
+/// any) as its own paragraph. `line` and `column` are 1-based and present whenever the
+/// parser knows them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct InvalidYaml {
+    pub source_name: String,
     pub line: Option<usize>,
     pub column: Option<usize>,
     pub message: String,
     pub hint: Option<String>,
 }
 
-/// `file:line:col: message`, then the hint (if any) as its own paragraph.
-pub fn display_invalid(
-    source_name: &str,
-    line: Option<usize>,
-    column: Option<usize>,
-    message: &str,
-    hint: Option<&str>,
-) -> String {
-    let mut out = match (line, column) {
-        (Some(l), Some(c)) => format!("{source_name}:{l}:{c}: {message}"),
-        (Some(l), None) => format!("{source_name}:{l}: {message}"),
-        _ => format!("{source_name}: {message}"),
-    };
-    if let Some(h) = hint {
-        out.push_str("\n\n");
-        out.push_str(h);
-    }
-    out
-}
-
-/// Splits serde_norway's message (which ends in " at line L column C") into its parts.
-pub fn diagnose(err: &serde_norway::Error) -> YamlDiagnostic {
-    let mut message = err.to_string();
-    let location = err.location();
-    if let Some(loc) = &location {
-        // The location goes in front of the message instead.
-        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        if let Some(pos) = message.find(&suffix) {
-            message.replace_range(pos..pos + suffix.len(), "");
+impl InvalidYaml {
+    /// A problem with the document as a whole, which has no position.
+    pub fn unplaced(source_name: &str, message: impl Into<String>) -> InvalidYaml {
+        InvalidYaml {
+            source_name: source_name.to_string(),
+            line: None,
+            column: None,
+            message: message.into(),
+            hint: None,
         }
     }
-    let hint = unknown_field_hint(&message);
-    YamlDiagnostic {
-        line: location.as_ref().map(|l| l.line()),
-        column: location.as_ref().map(|l| l.column()),
-        message,
-        hint,
+
+    /// serde_norway's error, its message (which ends in " at line L column C") split into
+    /// its parts, with a "did you mean" hint for a misspelt field name.
+    pub fn from_serde(source_name: &str, err: &serde_norway::Error) -> InvalidYaml {
+        let mut message = err.to_string();
+        let location = err.location();
+        if let Some(loc) = &location {
+            // The location goes in front of the message instead.
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            if let Some(pos) = message.find(&suffix) {
+                message.replace_range(pos..pos + suffix.len(), "");
+            }
+        }
+        let hint = unknown_field_hint(&message);
+        InvalidYaml {
+            source_name: source_name.to_string(),
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            message,
+            hint,
+        }
+    }
+
+    fn render(&self) -> String {
+        let (name, message) = (&self.source_name, &self.message);
+        let mut out = match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{name}:{l}:{c}: {message}"),
+            (Some(l), None) => format!("{name}:{l}: {message}"),
+            _ => format!("{name}: {message}"),
+        };
+        if let Some(h) = &self.hint {
+            out.push_str("\n\n");
+            out.push_str(h);
+        }
+        out
     }
 }
 

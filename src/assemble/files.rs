@@ -7,14 +7,47 @@
 //! locked digest.
 
 use std::fs::File;
+use std::io;
+use std::path::PathBuf;
 
-use crate::digest::HashingReader;
+use crate::digest::{Digest, HashingReader};
 use crate::lock::BuildInputs;
 use crate::source_date::SourceDate;
 use crate::spec::{FileKind, Id, MetadataFormat, Spec};
-use crate::tree::{Content, Node, NodeKind, Tree, TreePath};
+use crate::tree::{Content, Node, NodeKind, Tree, TreeError, TreePath};
 
 use super::{AssembleError, read_small_file};
+
+/// Why one `files:` entry could not be placed ([`AssembleError::File`] names the entry).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The path cannot be placed in the tree (a parent is not a directory, …).
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("converting the spec to JSON: {0}")]
+    SpecYaml(#[source] serde_norway::Error),
+    #[error("converting the spec to JSON: {0}")]
+    SpecJson(#[source] serde_json::Error),
+    /// The host file a `source:` names could not be read.
+    #[error("reading {}: {source}", .path.display())]
+    ReadSource { path: PathBuf, source: io::Error },
+    /// The host file a `source:` names could not be copied into the build spool.
+    #[error("reading {}: {source}", .path.display())]
+    SpoolSource { path: PathBuf, source: TreeError },
+    #[error(
+        "source {} changed since it was locked: expected {expected}, found {actual}; run `cairn lock` again if the change is intended",
+        .path.display()
+    )]
+    SourceChanged { path: PathBuf, expected: Digest, actual: Digest },
+    /// The lock has no pin for the `source:` (an internal inconsistency or a stale lock).
+    #[error("source {0} is not pinned by the lock")]
+    NotPinned(String),
+    #[error("cannot resolve {name:?}: the image has no /{db}")]
+    NoOwnerDb { name: String, db: &'static str },
+    #[error("{name:?} is not listed in the image's /{db}")]
+    OwnerNotListed { name: String, db: &'static str },
+}
 
 /// Largest `source` file accepted (they are configuration, not payload).
 const MAX_SOURCE: u64 = 1 << 30;
@@ -29,9 +62,9 @@ pub(super) fn place_files(
     let parent = Node::dir(0o755, sd.secs());
     for (index, entry) in spec.files.iter().enumerate() {
         let fail =
-            |reason: String| AssembleError::File { index, path: entry.path.to_string(), reason };
+            |source: FileError| AssembleError::File { index, path: entry.path.to_string(), source };
         let path =
-            tree.resolve_parent(&TreePath::root(), &entry.path).map_err(|e| fail(e.to_string()))?;
+            tree.resolve_parent(&TreePath::root(), &entry.path).map_err(|e| fail(e.into()))?;
         let uid = owner_id(tree, entry.uid.as_ref(), "etc/passwd").map_err(&fail)?;
         let gid = owner_id(tree, entry.gid.as_ref(), "etc/group").map_err(&fail)?;
         let (kind, mode) = match &entry.kind {
@@ -44,49 +77,51 @@ pub(super) fn place_files(
                 (NodeKind::File(Content::inline(spec_yaml.as_bytes().to_vec())), entry.mode)
             }
             FileKind::Metadata(MetadataFormat::Json) => {
-                let value: serde_json::Value = serde_norway::from_str(spec_yaml)
-                    .map_err(|e| fail(format!("converting the spec to JSON: {e}")))?;
-                let mut json = serde_json::to_vec(&value)
-                    .map_err(|e| fail(format!("converting the spec to JSON: {e}")))?;
+                let value: serde_json::Value =
+                    serde_norway::from_str(spec_yaml).map_err(|e| fail(FileError::SpecYaml(e)))?;
+                let mut json =
+                    serde_json::to_vec(&value).map_err(|e| fail(FileError::SpecJson(e)))?;
                 json.push(b'\n');
                 (NodeKind::File(Content::inline(json)), entry.mode)
             }
             FileKind::Source { path: source, optional } => match inputs.files.get(source) {
                 Some(pinned) => {
+                    let path = || pinned.path.clone();
                     let file = File::open(&pinned.path)
-                        .map_err(|e| fail(format!("reading {}: {e}", pinned.path.display())))?;
+                        .map_err(|source| fail(FileError::ReadSource { path: path(), source }))?;
                     let mut reader = HashingReader::new(file);
                     let content = tree
                         .spool(&mut reader, MAX_SOURCE)
-                        .map_err(|e| fail(format!("reading {}: {e}", pinned.path.display())))?;
+                        .map_err(|source| fail(FileError::SpoolSource { path: path(), source }))?;
                     let (actual, _) = reader.finish();
                     if actual != pinned.locked.digest {
-                        return Err(fail(format!(
-                            "source {} changed since it was locked: expected {}, found {actual}; run `cairn lock` again if the change is intended",
-                            pinned.path.display(),
-                            pinned.locked.digest
-                        )));
+                        let expected = pinned.locked.digest.clone();
+                        return Err(fail(FileError::SourceChanged {
+                            path: path(),
+                            expected,
+                            actual,
+                        }));
                     }
                     (NodeKind::File(content), entry.mode)
                 }
                 None if *optional => continue,
-                None => return Err(fail(format!("source {source} is not pinned by the lock"))),
+                None => return Err(fail(FileError::NotPinned(source.clone()))),
             },
         };
         let node = Node { kind, mode: mode & 0o7777, uid, gid, mtime: sd.secs() };
-        tree.insert(path, node, &parent).map_err(|e| fail(e.to_string()))?;
+        tree.insert(path, node, &parent).map_err(|e| fail(e.into()))?;
     }
     Ok(())
 }
 
 /// Looks a user or group name up in the tree's passwd/group file.
-fn owner_id(tree: &Tree, owner: Option<&Id>, db: &str) -> Result<u32, String> {
+fn owner_id(tree: &Tree, owner: Option<&Id>, db: &'static str) -> Result<u32, FileError> {
     match owner {
         None => Ok(0),
         Some(Id::Num(id)) => Ok(*id),
         Some(Id::Name(name)) => {
             let text = read_small_file(tree, db, 16 << 20)
-                .ok_or_else(|| format!("cannot resolve {name:?}: the image has no /{db}"))?;
+                .ok_or_else(|| FileError::NoOwnerDb { name: name.clone(), db })?;
             String::from_utf8_lossy(&text)
                 .lines()
                 .filter_map(|line| {
@@ -96,7 +131,7 @@ fn owner_id(tree: &Tree, owner: Option<&Id>, db: &str) -> Result<u32, String> {
                     (n == name).then(|| id.parse::<u32>().ok()).flatten()
                 })
                 .next()
-                .ok_or_else(|| format!("{name:?} is not listed in the image's /{db}"))
+                .ok_or_else(|| FileError::OwnerNotListed { name: name.clone(), db })
         }
     }
 }

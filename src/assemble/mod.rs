@@ -41,10 +41,11 @@ pub enum AssembleError {
     NoKernel { image: String, file: String },
     #[error("kernel image {image}: {file:?} is not a regular file")]
     KernelNotFile { image: String, file: String },
-    #[error("container {name}: {source}")]
-    Bundle { name: String, source: bundle::BundleError },
-    #[error("files[{index}] ({path}): {reason}")]
-    File { index: usize, path: String, reason: String },
+    /// A container's bundle config; the error names the container.
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    #[error("files[{index}] ({path}): {source}")]
+    File { index: usize, path: String, source: files::FileError },
     #[error("placing {path}: {source}")]
     Tree { path: String, source: TreeError },
     #[error("creating the build spool: {0}")]
@@ -223,10 +224,7 @@ pub fn assemble(
                     }
                 }
                 package_dbs[position] = find_package_dbs(&tree, &extract)?;
-                let config =
-                    bundle::runtime_config(&pinned.resolved.config_json, container, &ids).map_err(
-                        |source| AssembleError::Bundle { name: container.name.clone(), source },
-                    )?;
+                let config = bundle::runtime_config(&pinned.resolved.config_json, container, &ids)?;
                 let config_json = bundle::render_config_json(&config.oci);
                 put_generated(&mut tree, &bundle_dir, "config.json", config_json, sd, &parent)?;
                 let runtime_json = bundle::render_runtime_json(&config.runtime, &dir, readonly);

@@ -23,10 +23,34 @@ pub enum PlanError {
     Json { bundle: String, file: &'static str, reason: String },
     #[error("bundle {bundle}: {field}: {reason}")]
     Invalid { bundle: String, field: &'static str, reason: String },
+    /// A path, mount, capability or rlimit the runner cannot parse.
+    #[error("bundle {bundle}: {field}: {source}")]
+    Field { bundle: String, field: &'static str, source: FieldError },
     #[error(
         "bundle {bundle}: {feature} is not supported by cairn's built-in runner (add runc to the image to use it)"
     )]
     Unsupported { bundle: String, feature: String },
+}
+
+/// What is wrong with a path, mount, capability or rlimit of a bundle
+/// ([`PlanError::Field`] names the bundle and the field).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldError {
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("{0:?} contains '..'")]
+    DotDot(String),
+    #[error("empty path")]
+    EmptyPath,
+    #[error("{0}: filesystem options without a type")]
+    OptionsWithoutType(String),
+    #[error("{0}: bind mount without a source")]
+    BindWithoutSource(String),
+    #[error("unknown capability {0:?}")]
+    UnknownCapability(String),
+    #[error("unknown rlimit {0:?}")]
+    UnknownRlimit(String),
 }
 
 /// One mount(2) call (plus the propagation change and read-only remount it may need).
@@ -350,6 +374,11 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         field,
         reason,
     };
+    let bad_field = |field: &'static str, source: FieldError| PlanError::Field {
+        bundle: b.clone(),
+        field,
+        source,
+    };
     let unsupported =
         |feature: &str| PlanError::Unsupported { bundle: b.clone(), feature: feature.to_string() };
 
@@ -439,8 +468,8 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         if !m.uid_mappings.is_empty() {
             return Err(unsupported("id-mapped mounts"));
         }
-        let target = container_path(&m.destination).map_err(|r| invalid("mounts", r))?;
-        mounts.push(parse_mount(m, target).map_err(|r| invalid("mounts", r))?);
+        let target = container_path(&m.destination).map_err(|r| bad_field("mounts", r))?;
+        mounts.push(parse_mount(m, target).map_err(|r| bad_field("mounts", r))?);
     }
     let root_propagation = match linux.rootfs_propagation.as_str() {
         "" | "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
@@ -459,7 +488,7 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         .devices
         .iter()
         .map(|d| {
-            let path = container_path(&d.path).map_err(|r| invalid("linux.devices", r))?;
+            let path = container_path(&d.path).map_err(|r| bad_field("linux.devices", r))?;
             let kind = match d.kind.as_str() {
                 "c" | "u" => 'c',
                 "b" => 'b',
@@ -479,7 +508,7 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         .collect::<Result<Vec<_>, _>>()?;
     let paths = |list: &[String], field: &'static str| {
         list.iter()
-            .map(|p| container_path(p).map_err(|r| invalid(field, r)))
+            .map(|p| container_path(p).map_err(|r| bad_field(field, r)))
             .collect::<Result<Vec<_>, _>>()
     };
     let masked_paths = paths(&linux.masked_paths, "linux.maskedPaths")?;
@@ -487,10 +516,10 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
 
     // --- process ---
     let cwd = if process.cwd.is_empty() { "/".to_string() } else { process.cwd.clone() };
-    let cwd = container_path(&cwd).map_err(|r| invalid("process.cwd", r))?;
+    let cwd = container_path(&cwd).map_err(|r| bad_field("process.cwd", r))?;
     let caps_list = |list: &[String], field: &'static str| {
         list.iter()
-            .map(|c| parse_capability(c).map_err(|r| invalid(field, r)))
+            .map(|c| parse_capability(c).map_err(|r| bad_field(field, r)))
             .collect::<Result<Vec<_>, _>>()
     };
     let c = &process.capabilities;
@@ -519,7 +548,7 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         .rlimits
         .iter()
         .map(|r| {
-            let resource = parse_rlimit(&r.kind).map_err(|e| invalid("process.rlimits", e))?;
+            let resource = parse_rlimit(&r.kind).map_err(|e| bad_field("process.rlimits", e))?;
             if r.soft > r.hard {
                 return Err(invalid(
                     "process.rlimits",
@@ -598,10 +627,10 @@ pub fn load_runtime(bundle: &Path) -> Result<RuntimePlan, PlanError> {
 /// Plans the bytes of a `runtime.json`.
 pub fn plan_runtime(bundle: &Path, runtime: Option<&[u8]>) -> Result<RuntimePlan, PlanError> {
     let b = bundle.display().to_string();
-    let invalid = |field: &'static str, reason: String| PlanError::Invalid {
+    let bad_field = |field: &'static str, source: FieldError| PlanError::Field {
         bundle: b.clone(),
         field,
-        reason,
+        source,
     };
     let rt: RuntimeIn = match runtime {
         Some(bytes) => serde_json::from_slice(bytes).map_err(|e| PlanError::Json {
@@ -627,15 +656,15 @@ pub fn plan_runtime(bundle: &Path, runtime: Option<&[u8]>) -> Result<RuntimePlan
     let mkdir = rt
         .mkdir
         .iter()
-        .map(|d| host_path(d).map_err(|r| invalid("runtime.json mkdir", r)))
+        .map(|d| host_path(d).map_err(|r| bad_field("runtime.json mkdir", r)))
         .collect::<Result<Vec<_>, _>>()?;
     let prepare = rt
         .mounts
         .iter()
         .map(|m| {
             let target =
-                host_path(&m.destination).map_err(|r| invalid("runtime.json mounts", r))?;
-            parse_mount(m, target).map_err(|r| invalid("runtime.json mounts", r))
+                host_path(&m.destination).map_err(|r| bad_field("runtime.json mounts", r))?;
+            parse_mount(m, target).map_err(|r| bad_field("runtime.json mounts", r))
         })
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -652,32 +681,32 @@ fn is_empty_json(v: &serde_json::Value) -> bool {
 }
 
 /// An absolute host path from runtime.json, without `..`.
-fn host_path(p: &str) -> Result<PathBuf, String> {
+fn host_path(p: &str) -> Result<PathBuf, FieldError> {
     let path = Path::new(p);
     if !path.is_absolute() {
-        return Err(format!("{p:?} is not an absolute path"));
+        return Err(FieldError::NotAbsolute(p.to_string()));
     }
     if path.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("{p:?} contains '..'"));
+        return Err(FieldError::DotDot(p.to_string()));
     }
     Ok(path.to_path_buf())
 }
 
 /// A path inside the container: relative ones are taken from `/`; `..` is refused.
-fn container_path(p: &str) -> Result<PathBuf, String> {
+fn container_path(p: &str) -> Result<PathBuf, FieldError> {
     if p.is_empty() {
-        return Err("empty path".into());
+        return Err(FieldError::EmptyPath);
     }
     let path = Path::new(p);
     if path.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("{p:?} contains '..'"));
+        return Err(FieldError::DotDot(p.to_string()));
     }
     Ok(Path::new("/").join(path))
 }
 
 /// Parses a mount entry's options as runc does: known flags set or clear `MsFlags`,
 /// propagation keywords become separate calls, anything else is filesystem data.
-fn parse_mount(m: &MountIn, target: PathBuf) -> Result<MountOp, String> {
+fn parse_mount(m: &MountIn, target: PathBuf) -> Result<MountOp, FieldError> {
     let mut flags = MsFlags::empty();
     let mut propagation = Vec::new();
     let mut data = Vec::new();
@@ -732,10 +761,10 @@ fn parse_mount(m: &MountIn, target: PathBuf) -> Result<MountOp, String> {
         && !flags.intersects(MsFlags::MS_BIND | MsFlags::MS_REMOUNT)
         && !data.is_empty()
     {
-        return Err(format!("{}: filesystem options without a type", m.destination));
+        return Err(FieldError::OptionsWithoutType(m.destination.clone()));
     }
     if flags.contains(MsFlags::MS_BIND) && m.source.is_empty() {
-        return Err(format!("{}: bind mount without a source", m.destination));
+        return Err(FieldError::BindWithoutSource(m.destination.clone()));
     }
     Ok(MountOp {
         source: m.source.clone(),
@@ -747,13 +776,13 @@ fn parse_mount(m: &MountIn, target: PathBuf) -> Result<MountOp, String> {
     })
 }
 
-fn parse_capability(name: &str) -> Result<Capability, String> {
+fn parse_capability(name: &str) -> Result<Capability, FieldError> {
     let upper = name.to_ascii_uppercase();
     let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    Capability::from_str(&full).map_err(|_| format!("unknown capability {name:?}"))
+    Capability::from_str(&full).map_err(|_| FieldError::UnknownCapability(name.to_string()))
 }
 
-fn parse_rlimit(name: &str) -> Result<Resource, String> {
+fn parse_rlimit(name: &str) -> Result<Resource, FieldError> {
     Ok(match name {
         "RLIMIT_CPU" => Resource::RLIMIT_CPU,
         "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
@@ -771,7 +800,7 @@ fn parse_rlimit(name: &str) -> Result<Resource, String> {
         "RLIMIT_NICE" => Resource::RLIMIT_NICE,
         "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
         "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
-        other => return Err(format!("unknown rlimit {other:?}")),
+        other => return Err(FieldError::UnknownRlimit(other.to_string())),
     })
 }
 

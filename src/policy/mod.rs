@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::digest::Digest;
-use crate::sign::keys::PublicKey;
+use crate::sign::keys::{PublicKey, SignError};
+use crate::yaml_diag::InvalidYaml;
 
 pub mod version;
 
@@ -39,18 +40,58 @@ pub enum PolicyError {
     /// Larger than [`MAX_POLICY_LEN`].
     #[error("{source_name}: policy is {len} bytes, more than the limit of {limit} bytes")]
     TooLarge { source_name: String, len: usize, limit: usize },
-    /// Malformed YAML, an unknown field, a wrong type or a bad value.
-    #[error("{}", crate::yaml_diag::display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
-    Invalid {
-        source_name: String,
-        line: Option<usize>,
-        column: Option<usize>,
-        message: String,
-        hint: Option<String>,
-    },
+    /// Malformed YAML, an unknown field, a wrong type or a bad value ([`ValueError`],
+    /// placed at the value's line and column).
+    #[error(transparent)]
+    Invalid(#[from] InvalidYaml),
     /// A file the policy names (a key, a trusted root) is missing or bad.
     #[error("{source_name}: {what} {path}: {reason}")]
     File { source_name: String, what: String, path: String, reason: String },
+}
+
+/// Why one value of a policy failed a check. It is raised while the value is deserialized,
+/// so it reaches the user as the message of [`PolicyError::Invalid`] at the value's position.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    #[error("{0:?} is not an RFC 3339 time (like 2026-01-02T03:04:05Z)")]
+    Time(String),
+    #[error("{0:?} is not an RFC 3339 UTC time (like 2026-01-02T03:04:05Z)")]
+    TimeNotUtc(String),
+    #[error("an empty list here would allow nothing; remove the field to allow everything")]
+    EmptyList,
+    #[error("a key's name must not be empty")]
+    EmptyKeyName,
+    #[error("key `{name}`: pem: {source}")]
+    KeyPem { name: String, source: SignError },
+    #[error("key `{0}`: path is empty")]
+    KeyPathEmpty(String),
+    #[error("key `{0}` has both `pem` and `path`; give exactly one")]
+    KeyPemAndPath(String),
+    #[error("key `{0}` needs `pem` (inline PEM) or `path` (a file)")]
+    KeyNoSource(String),
+    #[error("key `{name}`: notBefore {not_before} is not before notAfter {not_after}")]
+    KeyWindow { name: String, not_before: Timestamp, not_after: Timestamp },
+    #[error("signatures.keys names a key twice")]
+    ThresholdKeyTwice,
+    #[error("signatures.threshold must be at least 1")]
+    ThresholdZero,
+    #[error("signatures.threshold is {threshold} but only {keys} keys are named")]
+    ThresholdTooHigh { threshold: usize, keys: usize },
+    #[error("upstream: reference must not be empty")]
+    UpstreamEmptyReference,
+    #[error("upstream rule for {0}: publicKey needs exactly one of `pem` and `path`")]
+    UpstreamPemOrPath(String),
+    #[error(
+        "upstream rule for {0}: certificateIdentity and certificateOidcIssuer must not be empty"
+    )]
+    UpstreamEmptyIdentity(String),
+    #[error(
+        "upstream rule for {0}: a keyless identity needs `trustedRoot` (a Sigstore trusted root JSON)"
+    )]
+    UpstreamNoTrustedRoot(String),
+    #[error("upstream rule for {0} needs exactly one of `publicKey` and `keyless`")]
+    UpstreamSigner(String),
 }
 
 /// A point in time, seconds since the Unix epoch (UTC).
@@ -68,18 +109,18 @@ impl Timestamp {
     }
 
     /// Parses RFC 3339 in UTC only (`2026-01-02T03:04:05Z`, fractional seconds dropped).
-    pub fn parse_utc(s: &str) -> Result<Timestamp, String> {
+    pub fn parse_utc(s: &str) -> Result<Timestamp, ValueError> {
         if !s.ends_with('Z') {
-            return Err(format!("{s:?} is not an RFC 3339 UTC time (like 2026-01-02T03:04:05Z)"));
+            return Err(ValueError::TimeNotUtc(s.to_string()));
         }
         Timestamp::parse(s)
     }
 
     /// Parses RFC 3339 with any offset.
-    pub fn parse(s: &str) -> Result<Timestamp, String> {
+    pub fn parse(s: &str) -> Result<Timestamp, ValueError> {
         crate::source_date::parse_rfc3339(s)
             .map(Timestamp)
-            .ok_or_else(|| format!("{s:?} is not an RFC 3339 time (like 2026-01-02T03:04:05Z)"))
+            .ok_or_else(|| ValueError::Time(s.to_string()))
     }
 }
 
@@ -121,9 +162,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Vec::<T>::deserialize(d)?;
         if v.is_empty() {
-            return Err(serde::de::Error::custom(
-                "an empty list here would allow nothing; remove the field to allow everything",
-            ));
+            return Err(serde::de::Error::custom(ValueError::EmptyList));
         }
         Ok(NonEmpty(v))
     }
@@ -162,29 +201,26 @@ struct RawKey {
 }
 
 impl TryFrom<RawKey> for KeyDoc {
-    type Error = String;
-    fn try_from(raw: RawKey) -> Result<Self, String> {
+    type Error = ValueError;
+    fn try_from(raw: RawKey) -> Result<Self, ValueError> {
         let name = raw.name;
         if name.trim().is_empty() {
-            return Err("a key's name must not be empty".into());
+            return Err(ValueError::EmptyKeyName);
         }
         let source = match (raw.pem, raw.path) {
-            (Some(pem), None) => KeySource::Inline(
-                PublicKey::from_spki_pem(&pem).map_err(|e| format!("key `{name}`: pem: {e}"))?,
-            ),
+            (Some(pem), None) => match PublicKey::from_spki_pem(&pem) {
+                Ok(key) => KeySource::Inline(key),
+                Err(source) => return Err(ValueError::KeyPem { name, source }),
+            },
             (None, Some(path)) if !path.is_empty() => KeySource::File(path),
-            (None, Some(_)) => return Err(format!("key `{name}`: path is empty")),
-            (Some(_), Some(_)) => {
-                return Err(format!("key `{name}` has both `pem` and `path`; give exactly one"));
-            }
-            (None, None) => {
-                return Err(format!("key `{name}` needs `pem` (inline PEM) or `path` (a file)"));
-            }
+            (None, Some(_)) => return Err(ValueError::KeyPathEmpty(name)),
+            (Some(_), Some(_)) => return Err(ValueError::KeyPemAndPath(name)),
+            (None, None) => return Err(ValueError::KeyNoSource(name)),
         };
-        if let (Some(b), Some(a)) = (raw.not_before, raw.not_after)
-            && b >= a
+        if let (Some(not_before), Some(not_after)) = (raw.not_before, raw.not_after)
+            && not_before >= not_after
         {
-            return Err(format!("key `{name}`: notBefore {b} is not before notAfter {a}"));
+            return Err(ValueError::KeyWindow { name, not_before, not_after });
         }
         Ok(KeyDoc {
             name,
@@ -238,21 +274,20 @@ struct RawThreshold {
 }
 
 impl TryFrom<RawThreshold> for Threshold {
-    type Error = String;
-    fn try_from(raw: RawThreshold) -> Result<Self, String> {
+    type Error = ValueError;
+    fn try_from(raw: RawThreshold) -> Result<Self, ValueError> {
         let unique: BTreeSet<&String> = raw.keys.iter().collect();
         if unique.len() != raw.keys.len() {
-            return Err("signatures.keys names a key twice".into());
+            return Err(ValueError::ThresholdKeyTwice);
         }
         if raw.threshold == 0 {
-            return Err("signatures.threshold must be at least 1".into());
+            return Err(ValueError::ThresholdZero);
         }
         if raw.threshold > raw.keys.len() {
-            return Err(format!(
-                "signatures.threshold is {} but only {} keys are named",
-                raw.threshold,
-                raw.keys.len()
-            ));
+            return Err(ValueError::ThresholdTooHigh {
+                threshold: raw.threshold,
+                keys: raw.keys.len(),
+            });
         }
         Ok(Threshold { threshold: raw.threshold, keys: raw.keys })
     }
@@ -321,12 +356,7 @@ pub struct UpstreamRule {
 /// `upstream:` entry as written: `publicKey: {pem|path}` or `keyless: {…}` + `trustedRoot`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(try_from = "RawUpstream")]
-pub struct UpstreamDoc {
-    reference: String,
-    public_key: Option<PemSource>,
-    keyless: Option<RawKeyless>,
-    trusted_root: Option<String>,
-}
+pub struct UpstreamDoc(RawUpstream);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -352,44 +382,29 @@ struct PemSource {
 }
 
 impl TryFrom<RawUpstream> for UpstreamDoc {
-    type Error = String;
-    fn try_from(raw: RawUpstream) -> Result<Self, String> {
+    type Error = ValueError;
+    fn try_from(raw: RawUpstream) -> Result<Self, ValueError> {
         let r = &raw.reference;
         if r.trim().is_empty() {
-            return Err("upstream: reference must not be empty".into());
+            return Err(ValueError::UpstreamEmptyReference);
         }
         match (&raw.public_key, &raw.keyless) {
             (Some(k), None) => {
                 if k.pem.is_some() == k.path.is_some() {
-                    return Err(format!(
-                        "upstream rule for {r}: publicKey needs exactly one of `pem` and `path`"
-                    ));
+                    return Err(ValueError::UpstreamPemOrPath(r.clone()));
                 }
             }
             (None, Some(k)) => {
                 if k.certificate_identity.is_empty() || k.certificate_oidc_issuer.is_empty() {
-                    return Err(format!(
-                        "upstream rule for {r}: certificateIdentity and certificateOidcIssuer must not be empty"
-                    ));
+                    return Err(ValueError::UpstreamEmptyIdentity(r.clone()));
                 }
                 if raw.trusted_root.is_none() {
-                    return Err(format!(
-                        "upstream rule for {r}: a keyless identity needs `trustedRoot` (a Sigstore trusted root JSON)"
-                    ));
+                    return Err(ValueError::UpstreamNoTrustedRoot(r.clone()));
                 }
             }
-            _ => {
-                return Err(format!(
-                    "upstream rule for {r} needs exactly one of `publicKey` and `keyless`"
-                ));
-            }
+            _ => return Err(ValueError::UpstreamSigner(r.clone())),
         }
-        Ok(UpstreamDoc {
-            reference: raw.reference,
-            public_key: raw.public_key,
-            keyless: raw.keyless,
-            trusted_root: raw.trusted_root,
-        })
+        Ok(UpstreamDoc(raw))
     }
 }
 
@@ -493,14 +508,10 @@ pub fn parse(source_name: &str, yaml: &str) -> Result<PolicyDoc, PolicyError> {
             limit: MAX_POLICY_LEN,
         });
     }
-    let doc: PolicyDoc = serde_norway::from_str(yaml).map_err(|e| yaml_error(source_name, &e))?;
-    let invalid = |message: String| PolicyError::Invalid {
-        source_name: source_name.into(),
-        line: None,
-        column: None,
-        message,
-        hint: None,
-    };
+    let doc: PolicyDoc =
+        serde_norway::from_str(yaml).map_err(|e| InvalidYaml::from_serde(source_name, &e))?;
+    let invalid =
+        |message: String| PolicyError::Invalid(InvalidYaml::unplaced(source_name, message));
     let mut names = BTreeSet::new();
     for k in &doc.keys {
         if !names.insert(k.name.as_str()) {
@@ -554,17 +565,12 @@ impl PolicyDoc {
         let mut ids = BTreeSet::new();
         for k in &keys {
             if !ids.insert(k.key.key_id()) {
-                return Err(PolicyError::Invalid {
-                    source_name: source_name.into(),
-                    line: None,
-                    column: None,
-                    message: format!("keys: key `{}` is the same key as another entry", k.name),
-                    hint: None,
-                });
+                let message = format!("keys: key `{}` is the same key as another entry", k.name);
+                return Err(InvalidYaml::unplaced(source_name, message).into());
             }
         }
         let mut upstream = Vec::new();
-        for u in self.upstream {
+        for UpstreamDoc(u) in self.upstream {
             let signer = match (u.public_key, u.keyless) {
                 (Some(PemSource { pem: Some(pem), .. }), _) => UpstreamSigner::PublicKey { pem },
                 (Some(PemSource { path: Some(rel), .. }), _) => {
@@ -618,26 +624,10 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     let source_name = path.display().to_string();
     let bytes = std::fs::read(path)
         .map_err(|source| PolicyError::Read { path: source_name.clone(), source })?;
-    let text = String::from_utf8(bytes).map_err(|_| PolicyError::Invalid {
-        source_name: source_name.clone(),
-        line: None,
-        column: None,
-        message: "not UTF-8 text".into(),
-        hint: None,
-    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| InvalidYaml::unplaced(&source_name, "not UTF-8 text"))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&source_name, &text)?.resolve(&source_name, base)
-}
-
-fn yaml_error(source_name: &str, err: &serde_norway::Error) -> PolicyError {
-    let d = crate::yaml_diag::diagnose(err);
-    PolicyError::Invalid {
-        source_name: source_name.into(),
-        line: d.line,
-        column: d.column,
-        message: d.message,
-        hint: d.hint,
-    }
 }
 
 #[cfg(test)]

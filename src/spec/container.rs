@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{MAX_SPEC_LEN, Resources, SpecImage, deserialize_validated};
+use super::{MAX_SPEC_LEN, Resources, SpecError, SpecImage, ValueError, deserialize_validated};
 use crate::yaml_diag::unknown_field_hint;
 
 /// A container section: names are unique within it.
@@ -35,11 +35,11 @@ impl<'de> Deserialize<'de> for ContainerList {
                 let mut seen: BTreeMap<String, usize> = BTreeMap::new();
                 while let Some(c) = seq.next_element::<Container>()? {
                     if let Some(first) = seen.get(&c.name) {
-                        return Err(de::Error::custom(format!(
-                            "duplicate container name {:?} at index {} (first used at index {first})",
-                            c.name,
-                            out.len()
-                        )));
+                        return Err(de::Error::custom(ValueError::DuplicateContainer {
+                            name: c.name,
+                            index: out.len(),
+                            first: *first,
+                        }));
                     }
                     seen.insert(c.name.clone(), out.len());
                     out.push(c);
@@ -290,14 +290,12 @@ container_fields! {
     runtime: Option<Runtime>,
 }
 
-fn check_container_name(name: &str) -> Result<(), String> {
+fn check_container_name(name: &str) -> Result<(), ValueError> {
     if name.is_empty() {
-        return Err("container name is empty".to_string());
+        return Err(ValueError::EmptyContainerName);
     }
     if name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(format!(
-            "container name {name:?} cannot be used as a directory name (no \"/\", \".\" or \"..\")"
-        ));
+        return Err(ValueError::ContainerNameNotDir(name.to_string()));
     }
     Ok(())
 }
@@ -305,16 +303,13 @@ fn check_container_name(name: &str) -> Result<(), String> {
 impl ContainerConfig {
     /// Parses an image's `org.mobyproject.config` label (YAML or JSON). `name` and `image`
     /// are refused there, as in LinuxKit.
-    pub fn from_label(label: &str) -> Result<ContainerConfig, String> {
+    pub fn from_label(label: &str) -> Result<ContainerConfig, SpecError> {
         if label.len() > MAX_SPEC_LEN {
-            return Err(format!("label is {} bytes, more than {MAX_SPEC_LEN}", label.len()));
+            return Err(SpecError::LabelTooLarge { len: label.len(), limit: MAX_SPEC_LEN });
         }
         serde_norway::from_str::<ContainerConfig>(label).map_err(|e| {
-            let hint = unknown_field_hint(&e.to_string());
-            match hint {
-                Some(h) => format!("{e} ({h})"),
-                None => e.to_string(),
-            }
+            let message = e.to_string();
+            SpecError::Label { hint: unknown_field_hint(&message), message }
         })
     }
 }
@@ -331,6 +326,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.net.as_deref(), Some("host"));
         let e = ContainerConfig::from_label(r#"{"name":"x"}"#).unwrap_err();
-        assert!(e.contains("unknown field `name`"), "{e}");
+        assert!(matches!(e, SpecError::Label { .. }), "{e}");
+        assert!(e.to_string().contains("unknown field `name`"), "{e}");
+        let big = format!("{{\"net\":\"{}\"}}", "x".repeat(MAX_SPEC_LEN));
+        let e = ContainerConfig::from_label(&big).unwrap_err();
+        assert!(matches!(e, SpecError::LabelTooLarge { limit: MAX_SPEC_LEN, .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("label is {} bytes, more than {MAX_SPEC_LEN}", big.len())
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Id, deserialize_scalar, deserialize_validated};
+use super::{Id, ValueError, deserialize_scalar, deserialize_validated};
 use crate::tree::TreePath;
 
 /// One `files:` entry.
@@ -71,10 +71,10 @@ fn de_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
 
 /// Parses an octal permission string. The raw scalar text is used, so `0644` means the same
 /// quoted or not (YAML 1.1 and 1.2 disagree about unquoted leading zeros).
-fn parse_mode(s: &str) -> Result<u32, String> {
+fn parse_mode(s: &str) -> Result<u32, ValueError> {
     let t = s.trim();
     let digits = t.strip_prefix("0o").unwrap_or(t);
-    let bad = || format!("mode {s:?} is not an octal number in 0..=07777 (e.g. \"0644\")");
+    let bad = || ValueError::Mode(s.to_string());
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(bad());
     }
@@ -88,11 +88,11 @@ impl<'de> Deserialize<'de> for File {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_validated(d, |r: RawFile| {
             if r.path.is_empty() {
-                return Err("file path is empty".to_string());
+                return Err(ValueError::EmptyFilePath);
             }
-            let path = TreePath::parse(&r.path).map_err(|e| e.to_string())?;
+            let path = TreePath::parse(&r.path)?;
             if path.is_root() {
-                return Err(format!("file path {:?} names the image root", r.path));
+                return Err(ValueError::FileIsRoot(r.path));
             }
             let mut kinds = Vec::new();
             if r.directory {
@@ -111,11 +111,7 @@ impl<'de> Deserialize<'de> for File {
                 let fmt = match m.as_str() {
                     "json" => MetadataFormat::Json,
                     "yaml" => MetadataFormat::Yaml,
-                    other => {
-                        return Err(format!(
-                            "metadata format {other:?} is not supported (use \"json\" or \"yaml\")"
-                        ));
-                    }
+                    _ => return Err(ValueError::MetadataFormat(m)),
                 };
                 kinds.push(("metadata", FileKind::Metadata(fmt)));
             }
@@ -124,18 +120,15 @@ impl<'de> Deserialize<'de> for File {
                 _ => None,
             };
             let Some(kind) = kind else {
-                let names: Vec<&str> = kinds.iter().map(|(n, _)| *n).collect();
-                return Err(if names.is_empty() {
-                    format!(
-                        "file {:?} needs exactly one of directory, symlink, contents, source or metadata",
-                        r.path
-                    )
+                let kinds: Vec<&'static str> = kinds.iter().map(|(n, _)| *n).collect();
+                return Err(if kinds.is_empty() {
+                    ValueError::NoFileKind(r.path)
                 } else {
-                    format!("file {:?} sets {}: choose exactly one", r.path, names.join(" and "))
+                    ValueError::FileKinds { path: r.path, kinds }
                 });
             };
             if r.optional && !matches!(kind, FileKind::Source { .. }) {
-                return Err(format!("file {:?}: optional applies only to source", r.path));
+                return Err(ValueError::OptionalNotSource(r.path));
             }
             let default_mode = if kind == FileKind::Directory { 0o700 } else { 0o600 };
             Ok(File { path, kind, mode: r.mode.unwrap_or(default_mode), uid: r.uid, gid: r.gid })

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use super::{SpecImage, deserialize_validated};
+use super::{SpecImage, ValueError, deserialize_validated};
 
 /// The `kernel:` section, with LinuxKit's defaults applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl<'de> Deserialize<'de> for Kernel {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_validated(d, |r: RawKernel| {
             let binary = match r.binary {
-                Some(b) if b.is_empty() => return Err("kernel binary name is empty".to_string()),
+                Some(b) if b.is_empty() => return Err(ValueError::EmptyKernelBinary),
                 Some(b) => b,
                 None => "kernel".to_string(),
             };

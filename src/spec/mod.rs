@@ -27,11 +27,12 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::Digest;
-use crate::reference::ImageRef;
-use crate::source_date::SourceDate;
-use crate::yaml_diag;
+use crate::reference::{ImageRef, ReferenceError};
+use crate::source_date::{SourceDate, SourceDateError};
+use crate::tree::TreeError;
 #[cfg(test)]
 use crate::yaml_diag::edit_distance;
+use crate::yaml_diag::{self, InvalidYaml};
 
 mod container;
 mod files;
@@ -53,7 +54,7 @@ pub use resources::{
 /// hostile input from costing much memory before the YAML parser's own limits apply.
 pub const MAX_SPEC_LEN: usize = 4 * 1024 * 1024;
 
-/// Why a spec was rejected. Every variant names the spec file it came from.
+/// Why a spec (or an image's container-config label) was rejected.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
@@ -61,15 +62,51 @@ pub enum SpecError {
     #[error("{source_name}: spec is {len} bytes, more than the limit of {limit} bytes")]
     TooLarge { source_name: String, len: usize, limit: usize },
     /// The YAML is malformed, has an unknown field or a wrong type, or a value failed a
-    /// check. `line` and `column` are 1-based and present whenever the parser knows them.
-    #[error("{}", crate::yaml_diag::display_invalid(.source_name, *.line, *.column, .message, .hint.as_deref()))]
-    Invalid {
-        source_name: String,
-        line: Option<usize>,
-        column: Option<usize>,
-        message: String,
-        hint: Option<String>,
-    },
+    /// check ([`ValueError`], placed at the value's line and column).
+    #[error(transparent)]
+    Invalid(#[from] InvalidYaml),
+    /// An image's `org.mobyproject.config` label is larger than [`MAX_SPEC_LEN`].
+    #[error("label is {len} bytes, more than {limit}")]
+    LabelTooLarge { len: usize, limit: usize },
+    /// An image's `org.mobyproject.config` label is not a valid container config (the
+    /// label has no file name or useful position, so the parser's message is kept whole).
+    #[error("{message}{}", .hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Label { message: String, hint: Option<String> },
+}
+
+/// Why one value of a spec failed a check. It is raised while the value is deserialized,
+/// so it reaches the user as the message of [`SpecError::Invalid`] at the value's position.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    #[error("{}", .0.to_string().replace("SOURCE_DATE_EPOCH", "source-date-epoch"))]
+    SourceDate(#[source] SourceDateError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("container name is empty")]
+    EmptyContainerName,
+    #[error("container name {0:?} cannot be used as a directory name (no \"/\", \".\" or \"..\")")]
+    ContainerNameNotDir(String),
+    #[error("duplicate container name {name:?} at index {index} (first used at index {first})")]
+    DuplicateContainer { name: String, index: usize, first: usize },
+    #[error("kernel binary name is empty")]
+    EmptyKernelBinary,
+    #[error("mode {0:?} is not an octal number in 0..=07777 (e.g. \"0644\")")]
+    Mode(String),
+    #[error("file path is empty")]
+    EmptyFilePath,
+    #[error(transparent)]
+    FilePath(#[from] TreeError),
+    #[error("file path {0:?} names the image root")]
+    FileIsRoot(String),
+    #[error("metadata format {0:?} is not supported (use \"json\" or \"yaml\")")]
+    MetadataFormat(String),
+    #[error("file {0:?} needs exactly one of directory, symlink, contents, source or metadata")]
+    NoFileKind(String),
+    #[error("file {path:?} sets {}: choose exactly one", .kinds.join(" and "))]
+    FileKinds { path: String, kinds: Vec<&'static str> },
+    #[error("file {0:?}: optional applies only to source")]
+    OptionalNotSource(String),
 }
 
 /// The sha256 of the spec's exact bytes, as recorded in the lock and the provenance.
@@ -90,18 +127,11 @@ pub fn parse(source_name: &str, yaml: &str) -> Result<Spec, SpecError> {
 }
 
 fn yaml_error(source_name: &str, err: &serde_norway::Error) -> SpecError {
-    let d = yaml_diag::diagnose(err);
-    let hint = d.hint.or_else(|| {
-        (yaml_diag::unknown_field(&d.message) == Some("volumes"))
-            .then(|| "hint: LinuxKit volumes are not supported by cairn yet".to_string())
-    });
-    SpecError::Invalid {
-        source_name: source_name.to_string(),
-        line: d.line,
-        column: d.column,
-        message: d.message,
-        hint,
+    let mut invalid = InvalidYaml::from_serde(source_name, err);
+    if invalid.hint.is_none() && yaml_diag::unknown_field(&invalid.message) == Some("volumes") {
+        invalid.hint = Some("hint: LinuxKit volumes are not supported by cairn yet".to_string());
     }
+    SpecError::Invalid(invalid)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -115,7 +145,7 @@ struct Validated<Raw, T, F>(F, PhantomData<fn(Raw) -> T>);
 impl<'de, Raw, T, F> Visitor<'de> for Validated<Raw, T, F>
 where
     Raw: Deserialize<'de>,
-    F: FnOnce(Raw) -> Result<T, String>,
+    F: FnOnce(Raw) -> Result<T, ValueError>,
 {
     type Value = T;
 
@@ -133,7 +163,7 @@ fn deserialize_validated<'de, D, Raw, T, F>(d: D, check: F) -> Result<T, D::Erro
 where
     D: Deserializer<'de>,
     Raw: Deserialize<'de>,
-    F: FnOnce(Raw) -> Result<T, String>,
+    F: FnOnce(Raw) -> Result<T, ValueError>,
 {
     d.deserialize_map(Validated(check, PhantomData))
 }
@@ -143,12 +173,12 @@ where
 fn deserialize_scalar<'de, D, T>(
     d: D,
     what: &'static str,
-    check: fn(&str) -> Result<T, String>,
+    check: fn(&str) -> Result<T, ValueError>,
 ) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {
-    struct V<T>(&'static str, fn(&str) -> Result<T, String>);
+    struct V<T>(&'static str, fn(&str) -> Result<T, ValueError>);
     impl<T> Visitor<'_> for V<T> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -216,8 +246,7 @@ pub struct XCairn {
 
 fn de_source_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SourceDate>, D::Error> {
     deserialize_scalar(d, "a number of seconds since 1970", |s| {
-        SourceDate::parse(s.trim())
-            .map_err(|e| e.to_string().replace("SOURCE_DATE_EPOCH", "source-date-epoch"))
+        SourceDate::parse(s.trim()).map_err(ValueError::SourceDate)
     })
     .map(Some)
 }
@@ -326,7 +355,7 @@ impl SpecImage {
 impl<'de> Deserialize<'de> for SpecImage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_scalar(d, "an image reference", |s| {
-            let reference = ImageRef::parse(s).map_err(|e| e.to_string())?;
+            let reference = ImageRef::parse(s)?;
             Ok(SpecImage { raw: s.to_string(), reference })
         })
     }

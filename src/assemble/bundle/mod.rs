@@ -20,7 +20,7 @@
 
 use serde::Serialize;
 
-use crate::spec::Role;
+use crate::spec::{Role, SpecError};
 
 mod label;
 mod oci_config;
@@ -38,11 +38,37 @@ pub use runtime::{BindNs, RuntimeConfig, render_runtime_json};
 #[non_exhaustive]
 pub enum BundleError {
     /// The image's `org.mobyproject.config` label is not a valid container config.
-    #[error("container {container:?}: image label org.mobyproject.config is invalid: {reason}")]
-    Label { container: String, reason: String },
+    #[error("container {container:?}: image label org.mobyproject.config is invalid: {source}")]
+    Label { container: String, source: SpecError },
     /// A field of the spec entry (or the label) cannot be translated.
-    #[error("container {container:?}: {field}: {reason}")]
-    Invalid { container: String, field: &'static str, reason: String },
+    #[error("container {container:?}: {field}: {source}")]
+    Invalid { container: String, field: &'static str, source: FieldError },
+}
+
+/// What is wrong with one field of a container's settings (spec entry or label).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldError {
+    #[error("cannot parse {0:?}: too many ':'")]
+    TooManyColons(String),
+    #[error("cannot parse {0:?}: missing ':'")]
+    MissingColon(String),
+    #[error("mount for destination {0:?} is missing type")]
+    MountWithoutType(String),
+    #[error("mount of type {0:?} is missing destination")]
+    MountWithoutDestination(String),
+    #[error("device {path:?}: mode {mode:?} is not an octal value")]
+    DeviceMode { path: String, mode: String },
+    #[error("unknown capability {0:?} (names look like CAP_NET_ADMIN)")]
+    UnknownCapability(String),
+    #[error("cannot parse {0:?}: expected \"name,soft,hard\"")]
+    RlimitShape(String),
+    #[error("{rlimit:?}: unknown limit {name:?}")]
+    UnknownRlimit { rlimit: String, name: String },
+    #[error("{rlimit:?}: {value:?} is not a number or \"unlimited\"")]
+    RlimitValue { rlimit: String, value: String },
+    #[error("cannot find id {0:?} (a number, \"root\" or a container name)")]
+    UnknownId(String),
 }
 
 /// Both files of a bundle, before the rootfs mounts are added to the runtime part.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::label::{LABEL, merge_unique, pick, pick_str};
 use super::runtime::merge_runtime;
-use super::{BundleConfig, BundleError, to_json};
+use super::{BundleConfig, BundleError, FieldError, to_json};
 use crate::spec::{Container, ContainerConfig, DeviceCgroup, Id, IdMapping, Mount, Resources};
 
 /// The OCI runtime spec version written to `ociVersion`.
@@ -204,15 +204,15 @@ pub fn runtime_config(
     ids: &BTreeMap<String, u32>,
 ) -> Result<BundleConfig, BundleError> {
     let name = container.name.as_str();
-    let invalid = |field: &'static str, reason: String| BundleError::Invalid {
+    let invalid = |field: &'static str, source: FieldError| BundleError::Invalid {
         container: name.to_string(),
         field,
-        reason,
+        source,
     };
     let img = image.config().as_ref();
     let label = match img.and_then(|c| c.labels().as_ref()).and_then(|l| l.get(LABEL)) {
         Some(text) if !text.is_empty() => ContainerConfig::from_label(text)
-            .map_err(|reason| BundleError::Label { container: name.to_string(), reason })?,
+            .map_err(|source| BundleError::Label { container: name.to_string(), source })?,
         _ => ContainerConfig::default(),
     };
     let spec = container.config();
@@ -271,7 +271,7 @@ pub fn runtime_config(
             [d] => (*d, Vec::new()),
             [d, o] => (*d, o.split(',').map(str::to_string).collect()),
             _ => {
-                return Err(invalid("tmpfs", format!("cannot parse {t:?}: too many ':'")));
+                return Err(invalid("tmpfs", FieldError::TooManyColons(t.clone())));
             }
         };
         mounts.insert(dest.to_string(), simple(dest, "tmpfs", opts));
@@ -289,10 +289,8 @@ pub fn runtime_config(
                 opts.push("rbind".into());
                 (*s, *d, opts)
             }
-            [_] => return Err(invalid("binds", format!("cannot parse {b:?}: missing ':'"))),
-            _ => {
-                return Err(invalid("binds", format!("cannot parse {b:?}: too many ':'")));
-            }
+            [_] => return Err(invalid("binds", FieldError::MissingColon(b.clone()))),
+            _ => return Err(invalid("binds", FieldError::TooManyColons(b.clone()))),
         };
         let m = Mount {
             destination: dest.into(),
@@ -314,10 +312,7 @@ pub fn runtime_config(
             m.kind = "tmpfs".into();
         }
         if m.kind.is_empty() {
-            return Err(invalid(
-                "mounts",
-                format!("mount for destination {:?} is missing type", m.destination),
-            ));
+            return Err(invalid("mounts", FieldError::MountWithoutType(m.destination)));
         }
         if m.source.is_empty() {
             m.source = m.kind.clone();
@@ -329,12 +324,7 @@ pub fn runtime_config(
                 "sysfs" => "/sys",
                 "cgroup" => "/sys/fs/cgroup",
                 "mqueue" => "/dev/mqueue",
-                _ => {
-                    return Err(invalid(
-                        "mounts",
-                        format!("mount of type {:?} is missing destination", m.kind),
-                    ));
-                }
+                _ => return Err(invalid("mounts", FieldError::MountWithoutDestination(m.kind))),
             }
             .into();
         }
@@ -401,10 +391,8 @@ pub fn runtime_config(
         let mode_text = d.mode.as_deref().unwrap_or("");
         let file_mode =
             u32::from_str_radix(mode_text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                invalid(
-                    "devices",
-                    format!("device {:?}: mode {mode_text:?} is not an octal value", d.path),
-                )
+                let (path, mode) = (d.path.clone(), mode_text.to_string());
+                invalid("devices", FieldError::DeviceMode { path, mode })
             })?;
         devices.push(LinuxDevice {
             path: d.path.clone(),
@@ -472,7 +460,7 @@ pub fn runtime_config(
     Ok(BundleConfig { oci, runtime: merge_runtime(label.runtime.as_ref(), spec.runtime.as_ref()) })
 }
 
-fn expand_caps(caps: Vec<String>) -> Result<Vec<String>, String> {
+fn expand_caps(caps: Vec<String>) -> Result<Vec<String>, FieldError> {
     if let [one] = caps.as_slice() {
         match one.to_ascii_lowercase().as_str() {
             "none" => return Ok(Vec::new()),
@@ -483,7 +471,7 @@ fn expand_caps(caps: Vec<String>) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for c in caps {
         if !ALL_CAPABILITIES.contains(&c.as_str()) {
-            return Err(format!("unknown capability {c:?} (names look like CAP_NET_ADMIN)"));
+            return Err(FieldError::UnknownCapability(c));
         }
         if !out.contains(&c) {
             out.push(c);
@@ -493,36 +481,36 @@ fn expand_caps(caps: Vec<String>) -> Result<Vec<String>, String> {
 }
 
 /// Parses LinuxKit's `name,soft,hard` (e.g. `nofile,1024,unlimited`).
-fn parse_rlimit(s: &str) -> Result<Rlimit, String> {
+fn parse_rlimit(s: &str) -> Result<Rlimit, FieldError> {
     let parts: Vec<&str> = s.splitn(3, ',').collect();
     let [name, soft, hard] = parts.as_slice() else {
-        return Err(format!("cannot parse {s:?}: expected \"name,soft,hard\""));
+        return Err(FieldError::RlimitShape(s.to_string()));
     };
     let mut kind = name.trim().to_ascii_uppercase();
     if !kind.starts_with("RLIMIT_") {
         kind.insert_str(0, "RLIMIT_");
     }
     if !RLIMITS.contains(&kind.as_str()) {
-        return Err(format!("{s:?}: unknown limit {:?}", name.trim()));
+        let name = name.trim().to_string();
+        return Err(FieldError::UnknownRlimit { rlimit: s.to_string(), name });
     }
-    let value = |v: &str| -> Result<u64, String> {
+    let value = |v: &str| -> Result<u64, FieldError> {
         let v = v.trim();
         if v.eq_ignore_ascii_case("unlimited") {
             return Ok(u64::MAX);
         }
-        v.parse::<u64>().map_err(|_| format!("{s:?}: {v:?} is not a number or \"unlimited\""))
+        v.parse::<u64>()
+            .map_err(|_| FieldError::RlimitValue { rlimit: s.to_string(), value: v.to_string() })
     };
     Ok(Rlimit { kind, soft: value(soft)?, hard: value(hard)? })
 }
 
-fn numeric_id(id: Option<&Id>, ids: &BTreeMap<String, u32>) -> Result<u32, String> {
+fn numeric_id(id: Option<&Id>, ids: &BTreeMap<String, u32>) -> Result<u32, FieldError> {
     match id {
         None => Ok(0),
         Some(Id::Num(n)) => Ok(*n),
         Some(Id::Name(n)) if n.is_empty() || n == "root" => Ok(0),
-        Some(Id::Name(n)) => ids.get(n).copied().ok_or_else(|| {
-            format!("cannot find id {n:?} (a number, \"root\" or a container name)")
-        }),
+        Some(Id::Name(n)) => ids.get(n).copied().ok_or_else(|| FieldError::UnknownId(n.clone())),
     }
 }
 
