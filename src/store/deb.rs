@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+use super::{BoundedCopyError, copy_bounded};
+
 /// Largest `control.tar` member we decompress `control` from, and largest `control` file.
 const MAX_CONTROL: u64 = 1024 * 1024;
 
@@ -21,6 +23,12 @@ pub enum DebError {
     Format(String),
     #[error("member {member}: {reason}")]
     Member { member: String, reason: String },
+    /// A member could not be read or decompressed.
+    #[error("member {member}: {source}")]
+    MemberIo { member: String, source: io::Error },
+    /// The `control` file inside a `control.tar` member is malformed.
+    #[error("member {member}: {source}")]
+    InMember { member: String, source: Box<DebError> },
     #[error("control file: {0}")]
     Control(String),
     #[error("{what} is larger than the limit of {limit} bytes")]
@@ -208,7 +216,7 @@ fn decompressor<'a>(
     r: impl Read + 'a,
 ) -> Result<Box<dyn Read + 'a>, DebError> {
     let suffix = member.strip_prefix(stem).unwrap_or("");
-    let err = |e: io::Error| DebError::Member { member: member.to_string(), reason: e.to_string() };
+    let err = |source| DebError::MemberIo { member: member.to_string(), source };
     Ok(match suffix {
         "" => Box::new(r),
         ".gz" => Box::new(flate2::read::GzDecoder::new(r)),
@@ -238,11 +246,12 @@ pub fn extract(r: impl Read, data_out: &mut dyn Write, max_data: u64) -> Result<
     while let Some(h) = read_ar_header(&mut r)? {
         let member = h.name.clone();
         let merr = |reason: String| DebError::Member { member: member.clone(), reason };
+        let ioerr = |source| DebError::MemberIo { member: member.clone(), source };
         let mut body = Exact { inner: &mut r, remaining: h.size };
         match (index, member.as_str()) {
             (0, "debian-binary") => {
                 let mut v = Vec::new();
-                (&mut body).take(64).read_to_end(&mut v).map_err(|e| merr(e.to_string()))?;
+                (&mut body).take(64).read_to_end(&mut v).map_err(ioerr)?;
                 if !v.starts_with(b"2.") {
                     return Err(merr(format!(
                         "unsupported format version {:?}",
@@ -259,11 +268,18 @@ pub fn extract(r: impl Read, data_out: &mut dyn Write, max_data: u64) -> Result<
             (_, m) if m.starts_with("control.tar") && control.is_none() && !have_data => {
                 let limited = (&mut body).take(MAX_CONTROL * 16);
                 let dec = decompressor(m, "control.tar", limited)?;
-                control = Some(read_control(dec).map_err(merr)?);
+                control = Some(read_control(m, dec)?);
             }
             (_, m) if m.starts_with("data.tar") && control.is_some() && !have_data => {
                 let dec = decompressor(m, "data.tar", &mut body)?;
-                let copied = copy_limited(dec, data_out, max_data, &member)?;
+                let copied = copy_bounded(dec, data_out, max_data).map_err(|e| match e {
+                    BoundedCopyError::Read(source) => ioerr(source),
+                    BoundedCopyError::Write(source) => DebError::Write(source),
+                    BoundedCopyError::Limit => DebError::TooLarge {
+                        what: format!("decompressed {member}"),
+                        limit: max_data,
+                    },
+                })?;
                 if copied == 0 {
                     return Err(merr("empty data archive".into()));
                 }
@@ -277,11 +293,11 @@ pub fn extract(r: impl Read, data_out: &mut dyn Write, max_data: u64) -> Result<
         }
         // The member must be exactly as long as its header says, even where the decoder
         // stopped early.
-        io::copy(&mut body, &mut io::sink()).map_err(|e| merr(e.to_string()))?;
+        io::copy(&mut body, &mut io::sink()).map_err(ioerr)?;
         if h.size % 2 == 1 {
             let mut pad = [0u8; 1];
             // A missing pad byte after the last member is tolerated, as GNU ar does.
-            let _ = r.read(&mut pad).map_err(|e| merr(e.to_string()))?;
+            let _ = r.read(&mut pad).map_err(ioerr)?;
         }
         index += 1;
     }
@@ -292,57 +308,34 @@ pub fn extract(r: impl Read, data_out: &mut dyn Write, max_data: u64) -> Result<
     Ok(control)
 }
 
-fn copy_limited(
-    mut r: impl Read,
-    w: &mut dyn Write,
-    limit: u64,
-    member: &str,
-) -> Result<u64, DebError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(DebError::Member { member: member.to_string(), reason: e.to_string() });
-            }
-        };
-        total += n as u64;
-        if total > limit {
-            return Err(DebError::TooLarge { what: format!("decompressed {member}"), limit });
-        }
-        w.write_all(buf.get(..n).unwrap_or_default()).map_err(DebError::Write)?;
-    }
-}
-
-/// Finds `./control` in a control tarball and parses it.
-fn read_control(r: impl Read) -> Result<Control, String> {
+/// Finds `./control` in the control tarball `member` and parses it.
+fn read_control(member: &str, r: impl Read) -> Result<Control, DebError> {
+    let bad = |reason: &str| DebError::Member { member: member.to_string(), reason: reason.into() };
+    let ioerr = |source| DebError::MemberIo { member: member.to_string(), source };
     let mut ar = tar::Archive::new(r);
-    let entries = ar.entries().map_err(|e| e.to_string())?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| e.to_string())?;
+    for entry in ar.entries().map_err(ioerr)? {
+        let mut entry = entry.map_err(ioerr)?;
         let path = entry.path_bytes().into_owned();
         let path = path.strip_prefix(b"./").unwrap_or(&path);
         if path != b"control" {
             continue;
         }
         if !entry.header().entry_type().is_file() {
-            return Err("control is not a regular file".into());
+            return Err(bad("control is not a regular file"));
         }
         let mut text = Vec::new();
-        (&mut entry).take(MAX_CONTROL + 1).read_to_end(&mut text).map_err(|e| e.to_string())?;
+        (&mut entry).take(MAX_CONTROL + 1).read_to_end(&mut text).map_err(ioerr)?;
         if text.len() as u64 > MAX_CONTROL {
-            return Err(format!("control file is larger than {MAX_CONTROL} bytes"));
+            return Err(bad(&format!("control file is larger than {MAX_CONTROL} bytes")));
         }
         if text.len() as u64 != entry.header().entry_size().unwrap_or(0) {
-            return Err("control file is truncated".into());
+            return Err(bad("control file is truncated"));
         }
-        let text = String::from_utf8(text).map_err(|_| "control file is not UTF-8".to_string())?;
-        return parse_control(&text).map_err(|e| e.to_string());
+        let text = String::from_utf8(text).map_err(|_| bad("control file is not UTF-8"))?;
+        return parse_control(&text)
+            .map_err(|e| DebError::InMember { member: member.to_string(), source: Box::new(e) });
     }
-    Err("no ./control file in it".into())
+    Err(bad("no ./control file in it"))
 }
 
 /// The default store name of a package: `cairn.local/deb/<package>:<version>`, with every

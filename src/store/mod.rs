@@ -277,6 +277,11 @@ impl BlobWriter {
         Ok(BlobWriter { file, hasher: Hasher::new(), target_dir })
     }
 
+    /// The temporary file the blob is written to (for error messages).
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     /// Verifies against `expected` (if any), syncs and renames the blob into place.
     /// `what` names the content in a mismatch error.
     pub fn finish(
@@ -316,6 +321,38 @@ impl Write for BlobWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+/// Why [`copy_bounded`] stopped before the end of its input.
+pub(crate) enum BoundedCopyError {
+    Read(io::Error),
+    Write(io::Error),
+    /// The input holds more than the limit.
+    Limit,
+}
+
+/// Copies `r` to `w` and returns the byte count, refusing more than `limit` bytes: the
+/// guard against decompression bombs that `.deb` members and imported blobs share.
+pub(crate) fn copy_bounded(
+    mut r: impl Read,
+    w: &mut dyn Write,
+    limit: u64,
+) -> Result<u64, BoundedCopyError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BoundedCopyError::Read(e)),
+        };
+        total += n as u64;
+        if total > limit {
+            return Err(BoundedCopyError::Limit);
+        }
+        w.write_all(buf.get(..n).unwrap_or_default()).map_err(BoundedCopyError::Write)?;
     }
 }
 

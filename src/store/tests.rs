@@ -461,6 +461,7 @@ fn assert_import_fails(tar: &[u8], needle: &str) {
     fs::write(&path, tar).unwrap();
     let err = import(&store, &path, Some(&r("x/y:z")), &opts()).unwrap_err();
     assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
+    assert_names_input_once(&path, &err);
     assert_eq!(store_blob_count(&store), 0, "blobs left after {err}");
     assert!(store.images().unwrap().is_empty());
     assert!(tmp_is_empty(&store));
@@ -767,9 +768,69 @@ fn hostile_debs() {
         fs::write(&path, &bytes).unwrap();
         let err = import(&store, &path, None, &opts()).unwrap_err();
         assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
+        assert_names_input_once(&path, &err);
         assert_eq!(store_blob_count(&store), 0);
         assert!(tmp_is_empty(&store));
     }
+}
+
+/// The caller names the input (`importing X: …`); the error must not name it again, which
+/// printed `importing X: X: …`.
+fn assert_names_input_once(input: &Path, err: &ImportError) {
+    let shown = format!("importing {}: {err}", input.display());
+    let name = input.display().to_string();
+    assert_eq!(shown.matches(&name).count(), 1, "the input is named again in {shown:?}");
+}
+
+#[test]
+fn import_errors_say_what_failed_without_repeating_the_input() {
+    let (d, store) = new_store();
+    let fails = |name: &str, bytes: Option<&[u8]>| {
+        let path = d.path().join(name);
+        if let Some(b) = bytes {
+            fs::write(&path, b).unwrap();
+        }
+        let err = import(&store, &path, Some(&r("x/y:z")), &opts()).unwrap_err();
+        assert_names_input_once(&path, &err);
+        err
+    };
+    let err = fails("missing.tar", None);
+    assert!(matches!(err, ImportError::ReadInput { action: "read", .. }), "{err:?}");
+    assert!(err.to_string().starts_with("cannot read it: "), "{err}");
+
+    let err = fails("junk.tar", Some(&[0x42; 3000]));
+    assert!(matches!(err, ImportError::NotAnImage { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("not a tar archive, .deb or image layout: "), "{err}");
+
+    let err = fails("empty.tar", Some(&[0; 1024]));
+    assert!(matches!(err, ImportError::NotAnImage { .. }), "{err:?}");
+    assert!(err.to_string().ends_with("it has no entries"), "{err}");
+
+    let whole = raw_tar(&[(b"oci-layout", OCI_LAYOUT.as_bytes())]);
+    let err = fails("cut.tar", Some(&whole[..whole.len() - 1024]));
+    assert!(matches!(err, ImportError::NoEndMarker { .. }), "{err:?}");
+
+    let evil = raw_tar(&[(b"oci-layout", OCI_LAYOUT.as_bytes()), (b"a/../../x", b"x")]);
+    let err = fails("evil.tar", Some(&evil));
+    let ImportError::MemberName { source, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(source, &super::import::MemberNameError::DotDot("a/../../x".into()));
+    assert_eq!(err.to_string(), "member \"a/../../x\" has a `..` component");
+
+    // A malformed control file names the member it is in, once.
+    let data_tar = tar_of(&[("./usr/", b"")]);
+    let path = d.path().join("bad-control.deb");
+    fs::write(&path, make_deb("Version: 1\n", &data_tar)).unwrap();
+    let err = import(&store, &path, None, &opts()).unwrap_err();
+    assert_names_input_once(&path, &err);
+    let ImportError::Deb { source: super::deb::DebError::InMember { member, .. }, .. } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(member, "control.tar.gz");
+    assert_eq!(
+        err.to_string(),
+        "member control.tar.gz: control file: the Package field is missing or empty"
+    );
 }
 
 #[test]

@@ -6,21 +6,21 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use super::{Cx, ImportError, io_err};
+use super::{Cx, ImportError, MemberNameError, io_err};
 use crate::digest::Digest;
 use crate::store::Staging;
 
 /// Normalizes an archive member name: relative, no `..`, no empty or `.` components.
-pub(super) fn member_path(raw: &[u8]) -> Result<String, String> {
-    let s = std::str::from_utf8(raw).map_err(|_| format!("member name {raw:?} is not UTF-8"))?;
+pub(super) fn member_path(raw: &[u8]) -> Result<String, MemberNameError> {
+    let s = std::str::from_utf8(raw).map_err(|_| MemberNameError::NotUtf8(raw.to_vec()))?;
     if s.starts_with('/') {
-        return Err(format!("member {s:?} has an absolute path"));
+        return Err(MemberNameError::Absolute(s.to_string()));
     }
     let mut parts = Vec::new();
     for c in s.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(format!("member {s:?} has a `..` component")),
+            ".." => return Err(MemberNameError::DotDot(s.to_string())),
             c => parts.push(c),
         }
     }
@@ -47,7 +47,7 @@ impl Cx<'_> {
         let entries = ar.entries().map_err(|e| self.bad(format!("reading the archive: {e}")))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| self.bad(format!("reading the archive: {e}")))?;
-            let path = member_path(&entry.path_bytes()).map_err(|e| self.bad(e))?;
+            let path = member_path(&entry.path_bytes()).map_err(self.member_name())?;
             if path.is_empty() {
                 continue;
             }
@@ -90,7 +90,7 @@ impl Cx<'_> {
                             self.bad(format!("symlink {path:?} points outside the archive"))
                         })?
                     } else {
-                        member_path(&target).map_err(|e| self.bad(e))?
+                        member_path(&target).map_err(self.member_name())?
                     };
                     links.insert(path, target);
                 }
@@ -100,7 +100,7 @@ impl Cx<'_> {
             }
         }
         if !ar.into_inner().ended_properly() {
-            return Err(self.bad(super::NO_END_MARKER.to_string()));
+            return Err(self.no_end_marker());
         }
         for (path, target) in &links {
             let mut t = target.clone();

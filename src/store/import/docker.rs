@@ -9,9 +9,7 @@ use oci_spec::image::ImageConfiguration;
 use serde::Deserialize;
 
 use super::archive::member_path;
-use super::{
-    BlobRef, Compressed, Cx, ImportError, Imported, io_err, manifest_json, sniff_compression,
-};
+use super::{BlobRef, Compressed, Cx, ImportError, Imported, manifest_json, sniff_compression};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::store::{
@@ -77,7 +75,7 @@ impl Cx<'_> {
                     .map_err(self.st())?
                     .take(8)
                     .read_to_end(&mut magic)
-                    .map_err(io_err("read", self.input))?;
+                    .map_err(self.read_input("read"))?;
                 let mt = match sniff_compression(&magic) {
                     None => {
                         if diff_id != &ld.to_string() {

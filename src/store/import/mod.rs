@@ -36,7 +36,10 @@ use oci_spec::image::Descriptor;
 use serde::Serialize;
 
 use super::deb::DebError;
-use super::{BlobWriter, MT_OCI_MANIFEST, Staging, Store, StoreError, desc_digest};
+use super::{
+    BlobWriter, BoundedCopyError, MT_OCI_MANIFEST, Staging, Store, StoreError, copy_bounded,
+    desc_digest,
+};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 use crate::source_date::SourceDate;
@@ -79,31 +82,54 @@ pub struct Imported {
     pub digest: Digest,
 }
 
-/// Why an import failed. Every variant names the input.
+/// Why an import failed. Every variant carries the input, but no message repeats it: the
+/// caller names what it imported (the CLI says `importing X: …`), and a message that named
+/// it again printed `importing X: X: …`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImportError {
     /// The input is malformed or hostile.
-    #[error("{input}: {reason}")]
+    #[error("{reason}")]
     Input { input: PathBuf, reason: String },
+    /// The input is neither a tar archive, a `.deb` nor an image layout.
+    #[error("not a tar archive, .deb or image layout: {source}")]
+    NotAnImage { input: PathBuf, source: io::Error },
+    /// The input is a tar archive that breaks off or is damaged after its first member.
+    #[error("the tar archive is truncated or corrupt: {source}")]
+    CorruptTar { input: PathBuf, source: io::Error },
+    /// The input (or a tar inside it) ends without its end-of-archive blocks.
+    #[error("{NO_END_MARKER}")]
+    NoEndMarker { input: PathBuf },
+    /// A member of an image archive has a name that cannot be used.
+    #[error("{source}")]
+    MemberName { input: PathBuf, source: MemberNameError },
     /// The input does not say what to call the image.
-    #[error("{input}: {reason}; pass a name with --name")]
+    #[error("{reason}; pass a name with --name")]
     NameRequired { input: PathBuf, reason: String },
-    #[error("{input}: {what} is larger than the limit of {limit} bytes")]
+    #[error("{what} is larger than the limit of {limit} bytes")]
     TooLarge { input: PathBuf, what: String, limit: u64 },
-    #[error("{input}: {source}")]
+    #[error("{source}")]
     Deb {
         input: PathBuf,
         #[source]
         source: DebError,
     },
     /// The store refused something (digest mismatch, bad manifest, I/O in the store…).
-    #[error("{input}: {source}")]
+    #[error("{source}")]
     Store {
         input: PathBuf,
         #[source]
         source: StoreError,
     },
+    /// Reading the input itself failed.
+    #[error("cannot {action} it: {source}")]
+    ReadInput {
+        input: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A file inside the input (a directory import's entry, a staged file) failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -111,6 +137,18 @@ pub enum ImportError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Why an archive member's name cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberNameError {
+    #[error("member name {0:?} is not UTF-8")]
+    NotUtf8(Vec<u8>),
+    #[error("member {0:?} has an absolute path")]
+    Absolute(String),
+    #[error("member {0:?} has a `..` component")]
+    DotDot(String),
 }
 
 /// Imports `source` into `store` and returns the names tagged. `name` overrides (or
@@ -122,7 +160,7 @@ pub fn import(
     opts: &ImportOptions,
 ) -> Result<Vec<Imported>, ImportError> {
     let cx = Cx { store, input: source, opts };
-    let meta = fs::metadata(source).map_err(io_err("read", source))?;
+    let meta = fs::metadata(source).map_err(cx.read_input("read"))?;
     let staging = Staging::new(store).map_err(cx.st())?;
     if meta.is_dir() {
         if source.join("oci-layout").exists() {
@@ -135,10 +173,10 @@ pub fn import(
     }
     let mut magic = Vec::with_capacity(8);
     File::open(source)
-        .map_err(io_err("open", source))?
+        .map_err(cx.read_input("open"))?
         .take(8)
         .read_to_end(&mut magic)
-        .map_err(io_err("read", source))?;
+        .map_err(cx.read_input("read"))?;
     if magic.starts_with(b"!<arch>\n") {
         return cx.deb(staging, name);
     }
@@ -148,7 +186,7 @@ pub fn import(
     let (tar_path, staged_layer) = match compression {
         None => (source.to_path_buf(), None),
         Some(c) => {
-            let f = File::open(source).map_err(io_err("open", source))?;
+            let f = File::open(source).map_err(cx.read_input("open"))?;
             let dec = decoder(c, f).map_err(|e| cx.bad(format!("cannot decompress: {e}")))?;
             let mut w = staging.writer().map_err(cx.st())?;
             cx.copy_limited(dec, &mut w, "decompressed input")?;
@@ -157,7 +195,7 @@ pub fn import(
             (path, Some(d))
         }
     };
-    match classify_tar(&tar_path).map_err(|e| cx.bad(e))? {
+    match cx.classify_tar(&tar_path)? {
         TarKind::OciArchive => cx.oci_archive(staging, &tar_path, name),
         TarKind::DockerSave => cx.docker_save(staging, &tar_path, name),
         TarKind::Rootfs => cx.rootfs_tar(staging, &tar_path, staged_layer, name),
@@ -202,37 +240,6 @@ enum TarKind {
     Rootfs,
 }
 
-/// Looks at the member names of a tar (headers only). The error is a sentence for the user.
-fn classify_tar(path: &Path) -> Result<TarKind, String> {
-    let not_tar =
-        |e: &dyn std::fmt::Display| format!("not a tar archive, .deb or image layout: {e}");
-    let file = File::open(path).map_err(|e| not_tar(&e))?;
-    let mut ar = tar::Archive::new(EndOfArchive::new(io::BufReader::new(file)));
-    let mut any = false;
-    let mut docker = false;
-    for entry in ar.entries().map_err(|e| not_tar(&e))? {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if any => return Err(format!("the tar archive is truncated or corrupt: {e}")),
-            Err(e) => return Err(not_tar(&e)),
-        };
-        any = true;
-        let raw = entry.path_bytes();
-        let name = raw.strip_prefix(b"./").unwrap_or(&raw);
-        if name == b"oci-layout" {
-            return Ok(TarKind::OciArchive);
-        }
-        docker |= name == b"manifest.json";
-    }
-    if !any {
-        return Err(not_tar(&"it has no entries"));
-    }
-    if !ar.into_inner().ended_properly() {
-        return Err(NO_END_MARKER.to_string());
-    }
-    Ok(if docker { TarKind::DockerSave } else { TarKind::Rootfs })
-}
-
 /// The shared state of one import.
 struct Cx<'a> {
     store: &'a Store,
@@ -253,41 +260,79 @@ impl<'a> Cx<'a> {
         ImportError::NameRequired { input: self.input.to_path_buf(), reason: reason.into() }
     }
 
+    /// For an I/O error on the input itself, which the message calls "it".
+    fn read_input(&self, action: &'static str) -> impl FnOnce(io::Error) -> ImportError {
+        let input = self.input.to_path_buf();
+        move |source| ImportError::ReadInput { input, action, source }
+    }
+
+    fn member_name(&self) -> impl Fn(MemberNameError) -> ImportError + use<'_, 'a> {
+        |source| ImportError::MemberName { input: self.input.to_path_buf(), source }
+    }
+
+    fn no_end_marker(&self) -> ImportError {
+        ImportError::NoEndMarker { input: self.input.to_path_buf() }
+    }
+
+    /// Looks at the member names of the tar at `path` (the input, or the input
+    /// decompressed), headers only.
+    fn classify_tar(&self, path: &Path) -> Result<TarKind, ImportError> {
+        let not_tar = |source| ImportError::NotAnImage { input: self.input.to_path_buf(), source };
+        let file = File::open(path).map_err(not_tar)?;
+        let mut ar = tar::Archive::new(EndOfArchive::new(io::BufReader::new(file)));
+        let mut any = false;
+        let mut docker = false;
+        for entry in ar.entries().map_err(not_tar)? {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(source) if any => {
+                    return Err(ImportError::CorruptTar {
+                        input: self.input.to_path_buf(),
+                        source,
+                    });
+                }
+                Err(e) => return Err(not_tar(e)),
+            };
+            any = true;
+            let raw = entry.path_bytes();
+            let name = raw.strip_prefix(b"./").unwrap_or(&raw);
+            if name == b"oci-layout" {
+                return Ok(TarKind::OciArchive);
+            }
+            docker |= name == b"manifest.json";
+        }
+        if !any {
+            return Err(not_tar(io::Error::new(io::ErrorKind::InvalidData, "it has no entries")));
+        }
+        if !ar.into_inner().ended_properly() {
+            return Err(self.no_end_marker());
+        }
+        Ok(if docker { TarKind::DockerSave } else { TarKind::Rootfs })
+    }
+
     /// Copies at most `opts.max_blob_size` bytes; read errors are input errors.
     fn copy_limited(
         &self,
-        mut r: impl Read,
+        r: impl Read,
         w: &mut BlobWriter,
         what: &str,
     ) -> Result<u64, ImportError> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => return Ok(total),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.bad(format!("reading {what}: {e}"))),
-            };
-            total += n as u64;
-            if total > self.opts.max_blob_size {
-                return Err(ImportError::TooLarge {
-                    input: self.input.to_path_buf(),
-                    what: what.to_string(),
-                    limit: self.opts.max_blob_size,
-                });
-            }
-            w.write_all(buf.get(..n).unwrap_or_default()).map_err(|e| ImportError::Store {
+        let staged = w.path().to_path_buf();
+        copy_bounded(r, w, self.opts.max_blob_size).map_err(|e| match e {
+            BoundedCopyError::Read(e) => self.bad(format!("reading {what}: {e}")),
+            BoundedCopyError::Limit => ImportError::TooLarge {
                 input: self.input.to_path_buf(),
-                source: StoreError::io("write staged blob for", self.input)(e),
-            })?;
-        }
+                what: what.to_string(),
+                limit: self.opts.max_blob_size,
+            },
+            BoundedCopyError::Write(e) => self.st()(StoreError::io("write", &staged)(e)),
+        })
     }
 
     fn stage_bytes(&self, staging: &Staging, bytes: &[u8]) -> Result<(Digest, u64), ImportError> {
         let mut w = staging.writer().map_err(self.st())?;
-        w.write_all(bytes)
-            .map_err(|e| self.st()(StoreError::io("write staged blob for", self.input)(e)))?;
+        let staged = w.path().to_path_buf();
+        w.write_all(bytes).map_err(|e| self.st()(StoreError::io("write", &staged)(e)))?;
         w.finish(None, "generated JSON").map_err(self.st())
     }
 

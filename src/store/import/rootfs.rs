@@ -79,7 +79,7 @@ impl Cx<'_> {
         let mut builder = tar::Builder::new(w);
         let mut budget = self.opts.max_blob_size;
         self.append_dir(&mut builder, self.input, &mut PathBuf::new(), &mut budget)?;
-        let w = builder.into_inner().map_err(io_err("write the layer for", self.input))?;
+        let w = builder.into_inner().map_err(self.read_input("write the layer for"))?;
         let layer = w.finish(None, "rootfs layer").map_err(self.st())?;
         let arch = (self.opts.architecture.clone(), None);
         self.single_layer_image(staging, layer, arch, BTreeMap::new(), name.clone())
@@ -154,7 +154,7 @@ impl Cx<'_> {
         staging: Staging,
         name: Option<&ImageRef>,
     ) -> Result<Vec<Imported>, ImportError> {
-        let f = File::open(self.input).map_err(io_err("open", self.input))?;
+        let f = File::open(self.input).map_err(self.read_input("open"))?;
         let mut w = staging.writer().map_err(self.st())?;
         let control = deb::extract(f, &mut w, self.opts.max_blob_size)
             .map_err(|source| ImportError::Deb { input: self.input.to_path_buf(), source })?;
