@@ -66,6 +66,36 @@ impl InvalidYaml {
     }
 }
 
+/// A YAML input larger than its limit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {what} is {len} bytes, more than the limit of {limit} bytes")]
+pub struct TooLarge {
+    pub source_name: String,
+    /// What the input is: `spec` or `policy`.
+    pub what: &'static str,
+    pub len: usize,
+    pub limit: usize,
+}
+
+/// Deserializes `yaml`, the `what` (`spec`, `policy`) read from `source_name`, refusing
+/// more than `limit` bytes before the parser sees any of it.
+pub fn parse_bounded<T, E>(
+    source_name: &str,
+    what: &'static str,
+    yaml: &str,
+    limit: usize,
+) -> Result<T, E>
+where
+    T: serde::de::DeserializeOwned,
+    E: From<TooLarge> + From<InvalidYaml>,
+{
+    if yaml.len() > limit {
+        let source_name = source_name.to_string();
+        return Err(TooLarge { source_name, what, len: yaml.len(), limit }.into());
+    }
+    serde_norway::from_str(yaml).map_err(|e| InvalidYaml::from_serde(source_name, &e).into())
+}
+
 /// The unknown name in serde's "unknown field `x`, expected one of `a`, `b`" message.
 pub fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.split("unknown field `").nth(1)?;

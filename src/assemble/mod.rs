@@ -140,31 +140,14 @@ pub fn assemble(
     for (position, pinned) in inputs.images.iter().enumerate() {
         let label = pinned.image.to_string();
         match pinned.role {
-            Role::Kernel => {
-                let Some(kernel) = &spec.kernel else { continue };
-                let scratch = flatten_in_scratch(
-                    &mut tree,
-                    store,
-                    &pinned.resolved,
-                    &label,
-                    sd,
-                    &mut budget,
-                    &mut skipped,
-                )?;
-                package_dbs[position] = find_package_dbs(&tree, &scratch)?;
-                place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
-                if let Ok(modules) = scratch.join("lib/modules") {
-                    for (p, n) in tree.iter_under(&modules) {
-                        if matches!(n.kind, NodeKind::File(_))
-                            && let Some(rel) = p.strip_prefix(&scratch)
-                        {
-                            kernel_modules.push((rel.as_str().to_string(), n.clone()));
-                        }
-                    }
-                }
-                tree.remove(&scratch);
-            }
-            Role::Init => {
+            Role::Kernel | Role::Init => {
+                let kernel = match pinned.role {
+                    Role::Kernel => match &spec.kernel {
+                        Some(kernel) => Some(kernel),
+                        None => continue,
+                    },
+                    _ => None,
+                };
                 // Each image is flattened on its own first, as LinuxKit does, so its
                 // whiteouts hide only its own lower layers, never another component's files.
                 let scratch = flatten_in_scratch(
@@ -177,8 +160,21 @@ pub fn assemble(
                     &mut skipped,
                 )?;
                 package_dbs[position] = find_package_dbs(&tree, &scratch)?;
-                tree.copy_subtree(&scratch, &TreePath::root(), &parent)
-                    .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
+                if let Some(kernel) = kernel {
+                    place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
+                    if let Ok(modules) = scratch.join("lib/modules") {
+                        for (p, n) in tree.iter_under(&modules) {
+                            if matches!(n.kind, NodeKind::File(_))
+                                && let Some(rel) = p.strip_prefix(&scratch)
+                            {
+                                kernel_modules.push((rel.as_str().to_string(), n.clone()));
+                            }
+                        }
+                    }
+                } else {
+                    tree.copy_subtree(&scratch, &TreePath::root(), &parent)
+                        .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
+                }
                 tree.remove(&scratch);
             }
             Role::Onboot | Role::Onshutdown | Role::Service => {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::digest::Digest;
 use crate::sign::keys::{PublicKey, SignError};
-use crate::yaml_diag::InvalidYaml;
+use crate::yaml_diag::{InvalidYaml, TooLarge};
 
 pub mod version;
 
@@ -38,8 +38,8 @@ pub enum PolicyError {
     #[error("reading policy {path}: {source}")]
     Read { path: String, source: std::io::Error },
     /// Larger than [`MAX_POLICY_LEN`].
-    #[error("{source_name}: policy is {len} bytes, more than the limit of {limit} bytes")]
-    TooLarge { source_name: String, len: usize, limit: usize },
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
     /// Malformed YAML, an unknown field, a wrong type or a bad value ([`ValueError`],
     /// placed at the value's line and column).
     #[error(transparent)]
@@ -501,15 +501,12 @@ impl Policy {
 /// Parses a policy. `source_name` is the path shown in error messages. Pure: files named
 /// by the policy are read by [`PolicyDoc::resolve`].
 pub fn parse(source_name: &str, yaml: &str) -> Result<PolicyDoc, PolicyError> {
-    if yaml.len() > MAX_POLICY_LEN {
-        return Err(PolicyError::TooLarge {
-            source_name: source_name.into(),
-            len: yaml.len(),
-            limit: MAX_POLICY_LEN,
-        });
-    }
-    let doc: PolicyDoc =
-        serde_norway::from_str(yaml).map_err(|e| InvalidYaml::from_serde(source_name, &e))?;
+    let doc: PolicyDoc = crate::yaml_diag::parse_bounded::<_, PolicyError>(
+        source_name,
+        "policy",
+        yaml,
+        MAX_POLICY_LEN,
+    )?;
     let invalid =
         |message: String| PolicyError::Invalid(InvalidYaml::unplaced(source_name, message));
     let mut names = BTreeSet::new();

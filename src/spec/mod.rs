@@ -32,7 +32,7 @@ use crate::source_date::{SourceDate, SourceDateError};
 use crate::tree::TreeError;
 #[cfg(test)]
 use crate::yaml_diag::edit_distance;
-use crate::yaml_diag::{self, InvalidYaml};
+use crate::yaml_diag::{self, InvalidYaml, TooLarge};
 
 mod container;
 mod files;
@@ -59,8 +59,8 @@ pub const MAX_SPEC_LEN: usize = 4 * 1024 * 1024;
 #[non_exhaustive]
 pub enum SpecError {
     /// The input is larger than [`MAX_SPEC_LEN`].
-    #[error("{source_name}: spec is {len} bytes, more than the limit of {limit} bytes")]
-    TooLarge { source_name: String, len: usize, limit: usize },
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
     /// The YAML is malformed, has an unknown field or a wrong type, or a value failed a
     /// check ([`ValueError`], placed at the value's line and column).
     #[error(transparent)]
@@ -116,22 +116,16 @@ pub fn content_digest(yaml: &str) -> Digest {
 
 /// Parses a spec. `source_name` is the path shown in error messages.
 pub fn parse(source_name: &str, yaml: &str) -> Result<Spec, SpecError> {
-    if yaml.len() > MAX_SPEC_LEN {
-        return Err(SpecError::TooLarge {
-            source_name: source_name.to_string(),
-            len: yaml.len(),
-            limit: MAX_SPEC_LEN,
-        });
-    }
-    serde_norway::from_str::<Spec>(yaml).map_err(|e| yaml_error(source_name, &e))
-}
-
-fn yaml_error(source_name: &str, err: &serde_norway::Error) -> SpecError {
-    let mut invalid = InvalidYaml::from_serde(source_name, err);
-    if invalid.hint.is_none() && yaml_diag::unknown_field(&invalid.message) == Some("volumes") {
-        invalid.hint = Some("hint: LinuxKit volumes are not supported by cairn yet".to_string());
-    }
-    SpecError::Invalid(invalid)
+    yaml_diag::parse_bounded(source_name, "spec", yaml, MAX_SPEC_LEN).map_err(|e| match e {
+        SpecError::Invalid(mut invalid)
+            if invalid.hint.is_none()
+                && yaml_diag::unknown_field(&invalid.message) == Some("volumes") =>
+        {
+            invalid.hint = Some("hint: LinuxKit volumes are not supported by cairn yet".into());
+            SpecError::Invalid(invalid)
+        }
+        other => other,
+    })
 }
 
 // ---------------------------------------------------------------------------------------

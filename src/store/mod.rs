@@ -83,19 +83,25 @@ pub enum StoreError {
     #[error("unsupported {what}: {reason}")]
     Unsupported { what: String, reason: String },
     /// The file system failed.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FsError),
+}
+
+/// A file-system call that failed: what it was doing, on which path, and why. Shared by
+/// the store's and the import's errors.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {path}: {source}")]
+pub struct FsError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
 }
 
 impl StoreError {
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
         let path = path.to_path_buf();
-        move |source| StoreError::Io { action, path, source }
+        move |source| StoreError::Io(FsError { action, path, source })
     }
 
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> StoreError {

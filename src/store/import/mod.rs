@@ -37,8 +37,8 @@ use serde::Serialize;
 
 use super::deb::DebError;
 use super::{
-    BlobWriter, BoundedCopyError, MT_OCI_MANIFEST, Staging, Store, StoreError, copy_bounded,
-    desc_digest,
+    BlobWriter, BoundedCopyError, FsError, MT_OCI_MANIFEST, Staging, Store, StoreError,
+    copy_bounded, desc_digest,
 };
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -130,13 +130,8 @@ pub enum ImportError {
         source: io::Error,
     },
     /// A file inside the input (a directory import's entry, a staged file) failed.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FsError),
 }
 
 /// Why an archive member's name cannot be used.
@@ -204,7 +199,7 @@ pub fn import(
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ImportError {
     let path = path.to_path_buf();
-    move |source| ImportError::Io { action, path, source }
+    move |source| ImportError::Io(FsError { action, path, source })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
