@@ -260,16 +260,16 @@ fn dotdot_in_file_path() {
 
 #[test]
 fn file_kind_rules() {
-    let e = err("files:\n  - path: etc/x\n    contents: hi\n    source: /etc/passwd\n");
-    assert!(e.contains("sets contents and source: choose exactly one"), "{e}");
-    let e = err("files:\n  - path: etc/x\n    directory: true\n    contents: hi\n");
-    assert!(e.contains("sets directory and contents"), "{e}");
-    let e = err("files:\n  - path: etc/x\n");
-    assert!(e.contains("needs exactly one of"), "{e}");
-    let e = err("files:\n  - path: etc/x\n    contents: a\n    optional: true\n");
-    assert!(e.contains("optional applies only to source"), "{e}");
-    let e = err("files:\n  - path: etc/x\n    metadata: toml\n");
-    assert!(e.contains("metadata format \"toml\""), "{e}");
+    for (entry, needle) in [
+        ("contents: hi\n    source: /etc/passwd", "sets contents and source: choose exactly one"),
+        ("directory: true\n    contents: hi", "sets directory and contents"),
+        ("mode: \"0644\"", "needs exactly one of"),
+        ("contents: a\n    optional: true", "optional applies only to source"),
+        ("metadata: toml", "metadata format \"toml\""),
+    ] {
+        let e = err(&format!("files:\n  - path: etc/x\n    {entry}\n"));
+        assert!(e.contains(needle), "{e}");
+    }
 }
 
 #[test]

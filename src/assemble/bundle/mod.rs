@@ -49,24 +49,24 @@ pub enum BundleError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FieldError {
-    #[error("cannot parse {0:?}: too many ':'")]
-    TooManyColons(String),
-    #[error("cannot parse {0:?}: missing ':'")]
-    MissingColon(String),
+    /// A `tmpfs`, `binds` or `rlimits` entry does not have the shape it needs.
+    #[error("cannot parse {text:?}: {problem}")]
+    Unparsable { text: String, problem: &'static str },
     #[error("mount for destination {0:?} is missing type")]
     MountWithoutType(String),
     #[error("mount of type {0:?} is missing destination")]
     MountWithoutDestination(String),
+    /// A device's `mode` must be octal text, as in LinuxKit (`"0666"`).
     #[error("device {path:?}: mode {mode:?} is not an octal value")]
     DeviceMode { path: String, mode: String },
+    /// Not one of [`ALL_CAPABILITIES`] (nor `all` or `none`).
     #[error("unknown capability {0:?} (names look like CAP_NET_ADMIN)")]
     UnknownCapability(String),
-    #[error("cannot parse {0:?}: expected \"name,soft,hard\"")]
-    RlimitShape(String),
-    #[error("{rlimit:?}: unknown limit {name:?}")]
-    UnknownRlimit { rlimit: String, name: String },
-    #[error("{rlimit:?}: {value:?} is not a number or \"unlimited\"")]
-    RlimitValue { rlimit: String, value: String },
+    /// An `rlimits` entry (`name,soft,hard`) naming no Linux resource limit or giving a
+    /// value that is neither a number nor `unlimited`.
+    #[error("{rlimit:?}: {problem}")]
+    Rlimit { rlimit: String, problem: String },
+    /// A `uid`/`gid` name that is not `root` or a container of the spec.
     #[error("cannot find id {0:?} (a number, \"root\" or a container name)")]
     UnknownId(String),
 }

@@ -14,6 +14,8 @@ use crate::spec::{Container, ContainerConfig, DeviceCgroup, Id, IdMapping, Mount
 /// The OCI runtime spec version written to `ociVersion`.
 pub const OCI_VERSION: &str = "1.0.2";
 
+const TOO_MANY_COLONS: &str = "too many ':'";
+
 /// Every capability LinuxKit knows, in kernel number order (what `all` expands to).
 pub const ALL_CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
@@ -271,7 +273,10 @@ pub fn runtime_config(
             [d] => (*d, Vec::new()),
             [d, o] => (*d, o.split(',').map(str::to_string).collect()),
             _ => {
-                return Err(invalid("tmpfs", FieldError::TooManyColons(t.clone())));
+                return Err(invalid(
+                    "tmpfs",
+                    FieldError::Unparsable { text: t.clone(), problem: TOO_MANY_COLONS },
+                ));
             }
         };
         mounts.insert(dest.to_string(), simple(dest, "tmpfs", opts));
@@ -289,8 +294,18 @@ pub fn runtime_config(
                 opts.push("rbind".into());
                 (*s, *d, opts)
             }
-            [_] => return Err(invalid("binds", FieldError::MissingColon(b.clone()))),
-            _ => return Err(invalid("binds", FieldError::TooManyColons(b.clone()))),
+            [_] => {
+                return Err(invalid(
+                    "binds",
+                    FieldError::Unparsable { text: b.clone(), problem: "missing ':'" },
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "binds",
+                    FieldError::Unparsable { text: b.clone(), problem: TOO_MANY_COLONS },
+                ));
+            }
         };
         let m = Mount {
             destination: dest.into(),
@@ -484,23 +499,26 @@ fn expand_caps(caps: Vec<String>) -> Result<Vec<String>, FieldError> {
 fn parse_rlimit(s: &str) -> Result<Rlimit, FieldError> {
     let parts: Vec<&str> = s.splitn(3, ',').collect();
     let [name, soft, hard] = parts.as_slice() else {
-        return Err(FieldError::RlimitShape(s.to_string()));
+        let problem = "expected \"name,soft,hard\"";
+        return Err(FieldError::Unparsable { text: s.to_string(), problem });
     };
     let mut kind = name.trim().to_ascii_uppercase();
     if !kind.starts_with("RLIMIT_") {
         kind.insert_str(0, "RLIMIT_");
     }
     if !RLIMITS.contains(&kind.as_str()) {
-        let name = name.trim().to_string();
-        return Err(FieldError::UnknownRlimit { rlimit: s.to_string(), name });
+        let problem = format!("unknown limit {:?}", name.trim());
+        return Err(FieldError::Rlimit { rlimit: s.to_string(), problem });
     }
     let value = |v: &str| -> Result<u64, FieldError> {
         let v = v.trim();
         if v.eq_ignore_ascii_case("unlimited") {
             return Ok(u64::MAX);
         }
-        v.parse::<u64>()
-            .map_err(|_| FieldError::RlimitValue { rlimit: s.to_string(), value: v.to_string() })
+        v.parse::<u64>().map_err(|_| FieldError::Rlimit {
+            rlimit: s.to_string(),
+            problem: format!("{v:?} is not a number or \"unlimited\""),
+        })
     };
     Ok(Rlimit { kind, soft: value(soft)?, hard: value(hard)? })
 }
