@@ -183,6 +183,13 @@ pub enum KeySource {
 pub struct KeyDoc {
     pub name: String,
     pub source: KeySource,
+    pub validity: KeyValidity,
+}
+
+/// When a key may be used: its window (`notBefore` inclusive, `notAfter` exclusive) and
+/// whether it is revoked. `not_before < not_after` whenever both are set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyValidity {
     pub not_before: Option<Timestamp>,
     pub not_after: Option<Timestamp>,
     pub revoked: bool,
@@ -222,13 +229,12 @@ impl TryFrom<RawKey> for KeyDoc {
         {
             return Err(ValueError::KeyWindow { name, not_before, not_after });
         }
-        Ok(KeyDoc {
-            name,
-            source,
+        let validity = KeyValidity {
             not_before: raw.not_before,
             not_after: raw.not_after,
             revoked: raw.revoked,
-        })
+        };
+        Ok(KeyDoc { name, source, validity })
     }
 }
 
@@ -436,18 +442,17 @@ pub struct PolicyDoc {
 pub struct PolicyKey {
     pub name: String,
     pub key: PublicKey,
-    pub not_before: Option<Timestamp>,
-    pub not_after: Option<Timestamp>,
-    pub revoked: bool,
+    pub validity: KeyValidity,
 }
 
 impl PolicyKey {
     /// Why the key cannot be used at `at`, or `None` when it can.
     pub fn unusable_at(&self, at: Timestamp) -> Option<String> {
-        if self.revoked {
+        let KeyValidity { not_before, not_after, revoked } = self.validity;
+        if revoked {
             return Some(format!("key `{}` is revoked", self.name));
         }
-        if let Some(b) = self.not_before
+        if let Some(b) = not_before
             && at < b
         {
             return Some(format!(
@@ -455,7 +460,7 @@ impl PolicyKey {
                 self.name
             ));
         }
-        if let Some(a) = self.not_after
+        if let Some(a) = not_after
             && at >= a
         {
             return Some(format!("key `{}` expired at {a} (verification time {at})", self.name));
@@ -551,13 +556,7 @@ impl PolicyDoc {
                         .map_err(|e| file_err(&format!("key `{}`", k.name), &path, e.to_string()))?
                 }
             };
-            keys.push(PolicyKey {
-                name: k.name,
-                key,
-                not_before: k.not_before,
-                not_after: k.not_after,
-                revoked: k.revoked,
-            });
+            keys.push(PolicyKey { name: k.name, key, validity: k.validity });
         }
         let mut ids = BTreeSet::new();
         for k in &keys {

@@ -15,7 +15,7 @@ fn shipped_policies_parse() {
     assert_eq!(p.keys.len(), 3);
     assert_eq!(p.require.signatures.as_ref().unwrap().threshold, 2);
     assert_eq!(p.packages.deny.len(), 3);
-    assert!(p.keys[2].revoked);
+    assert!(p.keys[2].validity.revoked);
     // Its key files are not shipped: resolving names the missing one.
     let e = p.resolve("production.yaml", Path::new("/nonexistent")).unwrap_err().to_string();
     assert!(e.contains("key `release`") && e.contains("release.pub"), "{e}");
