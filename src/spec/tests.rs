@@ -95,6 +95,21 @@ fn err(yaml: &str) -> String {
     }
 }
 
+/// The spec is refused with a message that begins with `start` (file, line, column, path);
+/// returns the whole message.
+fn refused_at(yaml: &str, start: &str) -> String {
+    let e = err(yaml);
+    assert!(e.starts_with(start), "{e}");
+    e
+}
+
+/// The spec is refused with a message that contains `needle`; returns the whole message.
+fn refused_with(yaml: &str, needle: &str) -> String {
+    let e = err(yaml);
+    assert!(e.contains(needle), "{e}");
+    e
+}
+
 #[test]
 fn parses_a_linuxkit_example() {
     let spec = parse("examples/x.yml", &example()).unwrap();
@@ -180,81 +195,81 @@ fn unknown_top_level_field() {
 
 #[test]
 fn unknown_container_field_with_hint() {
-    let e = err("services:\n  - name: a\n    image: alpine\n    comand: [\"sh\"]\n");
-    assert!(e.starts_with("examples/x.yml:4:5: services[0]: unknown field `comand`"), "{e}");
+    let e = refused_at(
+        "services:\n  - name: a\n    image: alpine\n    comand: [\"sh\"]\n",
+        "examples/x.yml:4:5: services[0]: unknown field `comand`",
+    );
     assert!(e.contains("\n\nhint: did you mean `command`?"), "{e}");
 }
 
 #[test]
 fn unknown_field_in_x_cairn() {
-    let e = err("x-cairn:\n  source-date: 1\n");
-    assert!(e.contains("examples/x.yml:2:3:"), "{e}");
+    let e = refused_with("x-cairn:\n  source-date: 1\n", "examples/x.yml:2:3:");
     assert!(e.contains("did you mean `source-date-epoch`?"), "{e}");
 }
 
 #[test]
 fn wrong_type() {
-    let e = err("services:\n  - name: a\n    image: alpine\n    readonly: maybe\n");
-    assert!(e.starts_with("examples/x.yml:4:15: services[0].readonly: invalid type"), "{e}");
-    let e = err("onboot: {name: a}\n");
-    assert!(
-        e.starts_with(
-            "examples/x.yml:1:9: onboot: invalid type: map, expected a list of containers"
-        ),
-        "{e}"
+    refused_at(
+        "services:\n  - name: a\n    image: alpine\n    readonly: maybe\n",
+        "examples/x.yml:4:15: services[0].readonly: invalid type",
+    );
+    refused_at(
+        "onboot: {name: a}\n",
+        "examples/x.yml:1:9: onboot: invalid type: map, expected a list of containers",
     );
 }
 
 #[test]
 fn bad_mode() {
-    let e = err("files:\n  - path: etc/x\n    contents: hi\n    mode: \"0985\"\n");
-    assert!(
-        e.starts_with("examples/x.yml:4:11: files[0].mode: mode \"0985\" is not an octal number"),
-        "{e}"
+    refused_at(
+        "files:\n  - path: etc/x\n    contents: hi\n    mode: \"0985\"\n",
+        "examples/x.yml:4:11: files[0].mode: mode \"0985\" is not an octal number",
     );
-    let e = err("files:\n  - path: etc/x\n    contents: hi\n    mode: 077777\n");
-    assert!(e.contains("mode \"077777\" is not an octal number"), "{e}");
+    refused_with(
+        "files:\n  - path: etc/x\n    contents: hi\n    mode: 077777\n",
+        "mode \"077777\" is not an octal number",
+    );
 }
 
 #[test]
 fn duplicate_names() {
-    let e = err(
+    refused_with(
         "onboot:\n  - name: a\n    image: alpine\n  - name: b\n    image: alpine\n  - name: a\n    image: busybox\n",
+        "examples/x.yml:2:3: onboot: duplicate container name \"a\" at index 2 (first used at index 0)",
     );
-    assert!(e.contains("examples/x.yml:2:3: onboot: duplicate container name \"a\" at index 2 (first used at index 0)"), "{e}");
 }
 
 #[test]
 fn bad_container_names() {
-    let e = err("services:\n  - name: \"\"\n    image: alpine\n");
-    assert!(e.contains("examples/x.yml:2:5: services[0]: container name is empty"), "{e}");
-    let e = err("services:\n  - name: ../../etc\n    image: alpine\n");
-    assert!(e.contains("cannot be used as a directory name"), "{e}");
-    let e = err("services:\n  - image: alpine\n");
-    assert!(e.contains("missing field `name`"), "{e}");
+    refused_with(
+        "services:\n  - name: \"\"\n    image: alpine\n",
+        "examples/x.yml:2:5: services[0]: container name is empty",
+    );
+    refused_with(
+        "services:\n  - name: ../../etc\n    image: alpine\n",
+        "cannot be used as a directory name",
+    );
+    refused_with("services:\n  - image: alpine\n", "missing field `name`");
 }
 
 #[test]
 fn bad_image_ref() {
-    let e = err(
+    refused_at(
         "onboot:\n  - name: ok\n    image: alpine\n  - name: dhcpcd\n    image: Linuxkit/DHCPCD:v1\n",
+        "examples/x.yml:5:12: onboot[1].image: image reference \"Linuxkit/DHCPCD:v1\"",
     );
-    assert!(
-        e.starts_with(
-            "examples/x.yml:5:12: onboot[1].image: image reference \"Linuxkit/DHCPCD:v1\""
-        ),
-        "{e}"
+    refused_at(
+        &format!("init:\n  - linuxkit/init@{}\n", "sha256:abc"),
+        "examples/x.yml:2:5: init[0]: image reference",
     );
-    let e = err(&format!("init:\n  - linuxkit/init@{}\n", "sha256:abc"));
-    assert!(e.starts_with("examples/x.yml:2:5: init[0]: image reference"), "{e}");
 }
 
 #[test]
 fn dotdot_in_file_path() {
-    let e = err("files:\n  - path: etc/../../root/x\n    contents: hi\n");
-    assert!(
-        e.starts_with("examples/x.yml:2:5: files[0]: path \"etc/../../root/x\" climbs out"),
-        "{e}"
+    refused_at(
+        "files:\n  - path: etc/../../root/x\n    contents: hi\n",
+        "examples/x.yml:2:5: files[0]: path \"etc/../../root/x\" climbs out",
     );
 }
 
@@ -274,10 +289,9 @@ fn file_kind_rules() {
 
 #[test]
 fn source_date_out_of_range() {
-    let e = err("x-cairn:\n  source-date-epoch: 99999999999999\n");
-    assert!(
-        e.starts_with("examples/x.yml:2:22: x-cairn.source-date-epoch: source-date-epoch"),
-        "{e}"
+    refused_at(
+        "x-cairn:\n  source-date-epoch: 99999999999999\n",
+        "examples/x.yml:2:22: x-cairn.source-date-epoch: source-date-epoch",
     );
 }
 
