@@ -61,8 +61,11 @@ pub(super) fn place_files(
 ) -> Result<(), AssembleError> {
     let parent = Node::dir(0o755, sd.secs());
     for (index, entry) in spec.files.iter().enumerate() {
-        let fail =
-            |source: FileError| AssembleError::File { index, path: entry.path.to_string(), source };
+        let fail = |source: FileError| AssembleError::File {
+            index,
+            path: entry.path.to_string(),
+            source: Box::new(source),
+        };
         let path =
             tree.resolve_parent(&TreePath::root(), &entry.path).map_err(|e| fail(e.into()))?;
         let uid = owner_id(tree, entry.uid.as_ref(), "etc/passwd").map_err(&fail)?;
@@ -95,7 +98,7 @@ pub(super) fn place_files(
                         .map_err(|source| fail(FileError::SpoolSource { path: path(), source }))?;
                     let (actual, _) = reader.finish();
                     if actual != pinned.locked.digest {
-                        let expected = pinned.locked.digest.clone();
+                        let expected = pinned.locked.digest;
                         return Err(fail(FileError::SourceChanged {
                             path: path(),
                             expected,
@@ -133,5 +136,29 @@ fn owner_id(tree: &Tree, owner: Option<&Id>, db: &'static str) -> Result<u32, Fi
                 .next()
                 .ok_or_else(|| FileError::OwnerNotListed { name: name.clone(), db })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_looked_up_in_the_image() {
+        let mut tree = Tree::new().unwrap();
+        let id = |name: &str| Some(Id::Name(name.to_string()));
+        let e = owner_id(&tree, id("www").as_ref(), "etc/passwd").unwrap_err();
+        assert!(matches!(&e, FileError::NoOwnerDb { db: "etc/passwd", .. }), "{e:?}");
+        assert_eq!(e.to_string(), "cannot resolve \"www\": the image has no /etc/passwd");
+
+        let passwd = b"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
+        let node =
+            Node { kind: NodeKind::File(Content::inline(passwd.to_vec())), ..Node::dir(0o644, 0) };
+        tree.insert(TreePath::parse("etc/passwd").unwrap(), node, &Node::dir(0o755, 0)).unwrap();
+        assert_eq!(owner_id(&tree, id("www").as_ref(), "etc/passwd").unwrap(), 33);
+        assert_eq!(owner_id(&tree, Some(&Id::Num(7)), "etc/passwd").unwrap(), 7);
+        let e = owner_id(&tree, id("nobody").as_ref(), "etc/passwd").unwrap_err();
+        assert!(matches!(&e, FileError::OwnerNotListed { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "\"nobody\" is not listed in the image's /etc/passwd");
     }
 }

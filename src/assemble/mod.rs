@@ -45,7 +45,7 @@ pub enum AssembleError {
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
     #[error("files[{index}] ({path}): {source}")]
-    File { index: usize, path: String, source: files::FileError },
+    File { index: usize, path: String, source: Box<files::FileError> },
     #[error("placing {path}: {source}")]
     Tree { path: String, source: TreeError },
     #[error("creating the build spool: {0}")]

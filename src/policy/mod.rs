@@ -44,6 +44,9 @@ pub enum PolicyError {
     /// placed at the value's line and column).
     #[error(transparent)]
     Invalid(#[from] InvalidYaml),
+    /// A state the parser rules out was reached: a bug in cairn, not in the policy.
+    #[error("{source_name}: internal error: {what}; please report this as a bug")]
+    Internal { source_name: String, what: &'static str },
     /// A file the policy names (a key, a trusted root) is missing or bad.
     #[error("{source_name}: {what} {path}: {reason}")]
     File { source_name: String, what: String, path: String, reason: String },
@@ -580,13 +583,12 @@ impl PolicyDoc {
                     certificate_identity: k.certificate_identity,
                     certificate_oidc_issuer: k.certificate_oidc_issuer,
                 },
-                // The TryFrom above guarantees one of the shapes matched.
+                // UpstreamDoc's TryFrom guarantees one of the shapes above.
                 _ => {
-                    return Err(file_err(
-                        "upstream rule",
-                        Path::new(&u.reference),
-                        "no signer".into(),
-                    ));
+                    return Err(PolicyError::Internal {
+                        source_name: source_name.into(),
+                        what: "an upstream rule has no signer",
+                    });
                 }
             };
             let trusted_root = match u.trusted_root {

@@ -91,3 +91,26 @@ fn key_windows() {
     assert!(k.unusable_at(t("2025-12-31T23:59:59Z")).unwrap().contains("not valid before"));
     assert!(k.unusable_at(t("2027-01-01T00:00:00Z")).unwrap().contains("expired"));
 }
+
+#[test]
+fn internal_errors_say_they_are_bugs() {
+    let e = PolicyError::Internal {
+        source_name: "p.yaml".into(),
+        what: "an upstream rule has no signer",
+    };
+    assert_eq!(
+        e.to_string(),
+        "p.yaml: internal error: an upstream rule has no signer; please report this as a bug"
+    );
+}
+
+#[test]
+fn value_errors_keep_their_position() {
+    let e =
+        parse("p.yaml", "require:\n  signatures:\n    threshold: 0\n    keys: []\n").unwrap_err();
+    let PolicyError::Invalid(invalid) = &e else { panic!("{e:?}") };
+    assert_eq!((invalid.line, invalid.column), (Some(3), Some(5)), "{e}");
+    assert!(invalid.message.contains(&ValueError::ThresholdZero.to_string()), "{e}");
+    let e = parse("p.yaml", &"#\n".repeat(MAX_POLICY_LEN)).unwrap_err();
+    assert!(matches!(&e, PolicyError::TooLarge(t) if t.what == "policy"), "{e:?}");
+}

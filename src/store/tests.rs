@@ -228,19 +228,20 @@ fn put_with_wrong_digest_leaves_nothing() {
     assert_eq!(store.put_blob(&b"content"[..], Some(&right)).unwrap().0, right);
 }
 
-fn put_image(store: &Store, img: &TestImage) {
+/// A test image, with its blobs put in `store`.
+fn stored_image(store: &Store, arch: &str, seed: &[u8]) -> TestImage {
+    let img = test_image(arch, seed);
     for b in img.blobs.values() {
         store.put_bytes(b).unwrap();
     }
+    img
 }
 
 #[test]
 fn tag_resolve_and_list() {
     let (_d, store) = new_store();
-    let a = test_image("amd64", b"a");
-    let b = test_image("amd64", b"b");
-    put_image(&store, &a);
-    put_image(&store, &b);
+    let a = stored_image(&store, "amd64", b"a");
+    let b = stored_image(&store, "amd64", b"b");
     let da = make_descriptor(MT_OCI_MANIFEST, &a.manifest, a.manifest_size).unwrap();
     let db = make_descriptor(MT_OCI_MANIFEST, &b.manifest, b.manifest_size).unwrap();
     store.tag(&r("zeta/app:1"), &da).unwrap();
@@ -281,10 +282,8 @@ fn tag_resolve_and_list() {
 #[test]
 fn resolve_image_through_an_index() {
     let (_d, store) = new_store();
-    let arm = test_image("arm64", b"arm");
-    let amd = test_image("amd64", b"amd");
-    put_image(&store, &arm);
-    put_image(&store, &amd);
+    let arm = stored_image(&store, "arm64", b"arm");
+    let amd = stored_image(&store, "amd64", b"amd");
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"{MT_OCI_INDEX}","manifests":[{{"mediaType":"{MT_OCI_MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}},{{"mediaType":"{MT_DOCKER_MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
         arm.manifest, arm.manifest_size, amd.manifest, amd.manifest_size
@@ -327,10 +326,8 @@ fn foreign_layers_and_unknown_media_types_are_refused() {
 #[test]
 fn gc_removes_only_unreferenced_blobs() {
     let (_d, store) = new_store();
-    let keep = test_image("amd64", b"keep");
-    let drop = test_image("amd64", b"drop");
-    put_image(&store, &keep);
-    put_image(&store, &drop);
+    let keep = stored_image(&store, "amd64", b"keep");
+    let drop = stored_image(&store, "amd64", b"drop");
     let loose = store.put_bytes(b"loose").unwrap();
     let desc = make_descriptor(MT_OCI_MANIFEST, &keep.manifest, keep.manifest_size).unwrap();
     store.tag(&r("keep/me:1"), &desc).unwrap();

@@ -39,7 +39,7 @@ pub use runtime::{BindNs, RuntimeConfig, render_runtime_json};
 pub enum BundleError {
     /// The image's `org.mobyproject.config` label is not a valid container config.
     #[error("container {container:?}: image label org.mobyproject.config is invalid: {source}")]
-    Label { container: String, source: SpecError },
+    Label { container: String, source: Box<SpecError> },
     /// A field of the spec entry (or the label) cannot be translated.
     #[error("container {container:?}: {field}: {source}")]
     Invalid { container: String, field: &'static str, source: FieldError },

@@ -214,7 +214,7 @@ pub fn runtime_config(
     let img = image.config().as_ref();
     let label = match img.and_then(|c| c.labels().as_ref()).and_then(|l| l.get(LABEL)) {
         Some(text) if !text.is_empty() => ContainerConfig::from_label(text)
-            .map_err(|source| BundleError::Label { container: name.to_string(), source })?,
+            .map_err(|e| BundleError::Label { container: name.to_string(), source: Box::new(e) })?,
         _ => ContainerConfig::default(),
     };
     let spec = container.config();

@@ -168,7 +168,19 @@ fn bad_rlimit_names_the_container() {
         let c = container(&format!(
             "services:\n  - name: sshd\n    image: alpine\n    rlimits: [\"{bad}\"]\n"
         ));
-        let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err().to_string();
+        let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                BundleError::Invalid {
+                    field: "rlimits",
+                    source: FieldError::Unparsable { .. } | FieldError::Rlimit { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.starts_with("container \"sshd\": rlimits: "), "{e}");
     }
 }
@@ -194,7 +206,12 @@ fn other_bad_fields() {
     }
     let img = image(&[], &[], &[], Some("{\"name\": \"x\"}"));
     let c = container("services:\n  - name: s\n    image: alpine\n");
-    let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err().to_string();
+    let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err();
+    assert!(
+        matches!(&e, BundleError::Label { source, .. } if matches!(**source, spec::SpecError::Label { .. })),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("org.mobyproject.config is invalid"), "{e}");
 }
 

@@ -256,7 +256,11 @@ fn runtime_alone_is_planned_for_runc() {
     assert_eq!(rt.prepare.len(), 3);
     assert!(rt.mkdir.is_empty() && rt.warnings.is_empty());
     let e = plan_runtime(Path::new(BUNDLE), Some(br#"{"mounts": [{"destination": "rel"}]}"#))
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(
+        matches!(&e, PlanError::Field { field: "runtime.json mounts", source: FieldError::NotAbsolute(p), .. } if p == "rel"),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("\"rel\" is not an absolute path"), "{e}");
 }
