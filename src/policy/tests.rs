@@ -109,7 +109,7 @@ fn value_errors_keep_their_position() {
     let e =
         parse("p.yaml", "require:\n  signatures:\n    threshold: 0\n    keys: []\n").unwrap_err();
     let PolicyError::Invalid(invalid) = &e else { panic!("{e:?}") };
-    assert_eq!((invalid.line, invalid.column), (Some(3), Some(5)), "{e}");
+    assert_eq!((invalid.line, invalid.column), (Some(2), Some(3)), "{e}");
     assert!(invalid.message.contains(&ValueError::ThresholdZero.to_string()), "{e}");
     let e = parse("p.yaml", &"#\n".repeat(MAX_POLICY_LEN)).unwrap_err();
     assert!(matches!(&e, PolicyError::TooLarge(t) if t.what == "policy"), "{e:?}");

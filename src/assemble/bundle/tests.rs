@@ -169,19 +169,9 @@ fn bad_rlimit_names_the_container() {
             "services:\n  - name: sshd\n    image: alpine\n    rlimits: [\"{bad}\"]\n"
         ));
         let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                BundleError::Invalid {
-                    field: "rlimits",
-                    source: FieldError::Unparsable { .. } | FieldError::Rlimit { .. },
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-        let e = e.to_string();
-        assert!(e.starts_with("container \"sshd\": rlimits: "), "{e}");
+        let BundleError::Invalid { field: "rlimits", source, .. } = &e else { panic!("{e:?}") };
+        assert!(matches!(source, FieldError::Unparsable { .. } | FieldError::Rlimit { .. }));
+        assert!(e.to_string().starts_with("container \"sshd\": rlimits: "), "{e}");
     }
 }
 
@@ -207,12 +197,9 @@ fn other_bad_fields() {
     let img = image(&[], &[], &[], Some("{\"name\": \"x\"}"));
     let c = container("services:\n  - name: s\n    image: alpine\n");
     let e = runtime_config(&img, &c, &BTreeMap::new()).unwrap_err();
-    assert!(
-        matches!(&e, BundleError::Label { source, .. } if matches!(**source, spec::SpecError::Label { .. })),
-        "{e:?}"
-    );
-    let e = e.to_string();
-    assert!(e.contains("org.mobyproject.config is invalid"), "{e}");
+    let BundleError::Label { source, .. } = &e else { panic!("{e:?}") };
+    assert!(matches!(**source, spec::SpecError::Label { .. }), "{e:?}");
+    assert!(e.to_string().contains("org.mobyproject.config is invalid"), "{e}");
 }
 
 #[test]
