@@ -1,7 +1,7 @@
 //! The payload's init and the built-in runner, run for real: as root, inside a private
 //! mount namespace (`unshare -m --propagation private`), on bundles built from a static
 //! busybox (Debian `busybox-static`). Skips loudly when not root or when busybox is
-//! missing (unless `CAIRN_REQUIRE_QEMU=1`, which makes a missing busybox a failure).
+//! missing (a missing busybox fails under `CI=true` or `CAIRN_REQUIRE_QEMU=1`).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,9 +10,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::util::{Cairn, TestDir};
+use crate::util::{self, Cairn, TestDir};
 
-const BUSYBOX: &str = "/bin/busybox";
 
 /// Whether the system tests can run here; prints why not.
 fn can_run(test: &str) -> bool {
@@ -20,14 +19,7 @@ fn can_run(test: &str) -> bool {
         eprintln!("SKIPPED {test}: the runner tests need root (mount, unshare, pivot_root)");
         return false;
     }
-    if !Path::new(BUSYBOX).is_file() {
-        if std::env::var("CAIRN_REQUIRE_QEMU").is_ok_and(|v| v == "1") {
-            panic!("{test}: {BUSYBOX} is missing (apt-get install busybox-static)");
-        }
-        eprintln!("SKIPPED {test}: {BUSYBOX} is missing (apt-get install busybox-static)");
-        return false;
-    }
-    true
+    util::BUSYBOX.found(test)
 }
 
 fn nix_is_root() -> bool {
@@ -69,7 +61,7 @@ fn bundle(dir: &Path, script: &str, readonly: bool, edit: impl FnOnce(&mut Value
         fs::create_dir_all(image.join(d)).unwrap();
     }
     fs::create_dir_all(dir.join("rootfs")).unwrap();
-    fs::copy(BUSYBOX, image.join("bin/busybox")).unwrap();
+    fs::copy(util::BUSYBOX.name, image.join("bin/busybox")).unwrap();
     fs::set_permissions(image.join("work"), fs::Permissions::from_mode(0o1777)).unwrap();
     let mut config = json!({
         "ociVersion": "1.0.2",
