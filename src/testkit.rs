@@ -43,9 +43,12 @@ impl RawTar {
     pub fn of(files: &[(&str, &[u8])]) -> Vec<u8> {
         files
             .iter()
-            .fold(RawTar::new(), |t, (name, data)| {
-                if name.ends_with('/') { t.dir(name) } else { t.file(name, data) }
-            })
+            .fold(
+                RawTar::new(),
+                |t, (name, data)| {
+                    if name.ends_with('/') { t.dir(name) } else { t.file(name, data) }
+                },
+            )
             .finish()
     }
 
@@ -214,7 +217,8 @@ impl OciLayout {
             files.insert(format!("blobs/sha256/{hex}"), bytes);
             hex
         };
-        let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", l.diff_id)).collect();
+        let diff_ids: Vec<String> =
+            layers.iter().map(|l| format!("sha256:{}", l.diff_id)).collect();
         let config = json_bytes(&json!({
             "architecture": "amd64",
             "os": "linux",

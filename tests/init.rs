@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use crate::util::{self, Cairn, TestDir};
 
-
 /// Whether the system tests can run here; prints why not.
 fn can_run(test: &str) -> bool {
     if !nix_is_root() {

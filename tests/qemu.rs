@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use crate::util::{self, Cairn, TestDir, repo};
 
-
 /// What the example's /init prints once it runs.
 const MARKER: &str = "CAIRN-BOOT-OK";
 

@@ -892,6 +892,8 @@ fn build_awkward(s: &Signed) -> PathBuf {
         .arg("-o")
         .arg(&out)
         .ok();
+    let spdx = fs::read_to_string(out.join("odd.spdx.json")).unwrap();
+    assert!(spdx.contains("W\u{e9}ird pkg/1"), "the awkward package is not in the SBOM: {spdx}");
     out
 }
 
@@ -1103,7 +1105,9 @@ fn securesystemslib_verifies_the_signed_envelopes() {
     }
     let script = external_dir().join("verify_dsse.py");
     let mut checks = Vec::new();
-    for (s, wrong, dir) in &signed_with_wrong_keys("dsse") {
+    // Kept until the checks ran: dropping a build deletes its directory.
+    let signed = signed_with_wrong_keys("dsse");
+    for (s, wrong, dir) in &signed {
         for (i, env) in s.envelopes().iter().enumerate() {
             let mut check = |w: &str, env: &Path, key: &Path, keyid: Option<&str>, want| {
                 let mut cmd = Command::new("python3");
@@ -1114,7 +1118,13 @@ fn securesystemslib_verifies_the_signed_envelopes() {
             check("as written", &good, &s.key.public, None, 0);
             check("with cairn's printed key id", &good, &s.key.public, Some(&s.key.id), 0);
             check("the wrong key", &good, &wrong.public, None, 1);
-            check("the wrong key under the signer's key id", &good, &wrong.public, Some(&s.key.id), 1);
+            check(
+                "the wrong key under the signer's key id",
+                &good,
+                &wrong.public,
+                Some(&s.key.id),
+                1,
+            );
             for (j, (how, bad)) in tampered(env).into_iter().enumerate() {
                 let path = write_json(&dir.join(format!("{i}-tampered-{j}.json")), &bad);
                 check(how, &path, &s.key.public, None, 1);
@@ -1138,7 +1148,9 @@ fn sigstore_verify_verifies_the_bundles() {
     }
     let script = external_dir().join("verify_bundle.mjs");
     let mut checks = Vec::new();
-    for (s, wrong, dir) in &signed_with_wrong_keys("bundle") {
+    // Kept until the checks ran: dropping a build deletes its directory.
+    let signed = signed_with_wrong_keys("bundle");
+    for (s, wrong, dir) in &signed {
         for (i, bundle) in s.bundles().iter().enumerate() {
             let mut check = |w: &str, bundle: &Path, key: &Path, want| {
                 let mut cmd = Command::new("node");

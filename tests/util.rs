@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use cairn::testkit::{Layer, RawTar, gzip, sha256_hex};
 pub use cairn::testkit::Tool;
+pub use cairn::testkit::{Layer, RawTar, gzip, sha256_hex};
 use cairn::testkit::{OciLayout, tar_dir};
 
 /// The cairn binary Cargo built for this test run.

@@ -254,7 +254,11 @@ fn vboot_build_writes_the_payload_disk_and_the_verifier_initramfs() {
         t.write(Path::new("kernel/lib/modules").join(rel), bytes);
     }
     t.write("kernel/lib/modules/6.1.0-test/kernel/fs/ext4/ext4.ko", "not loaded\n");
-    t.cairn().arg("import").arg(t.join("kernel")).args(["--name", "cairn.example/vb-kernel:1"]).ok();
+    t.cairn()
+        .arg("import")
+        .arg(t.join("kernel"))
+        .args(["--name", "cairn.example/vb-kernel:1"])
+        .ok();
     t.import_hello();
     t.write("vb.yml", VB_SPEC);
     t.cairn().args(["lock", "vb.yml"]).ok();
@@ -280,8 +284,13 @@ fn vboot_build_writes_the_payload_disk_and_the_verifier_initramfs() {
     assert_eq!(disk.len() % 512, 0);
     let members = tar_entries(&disk);
     let names: Vec<&str> = members.iter().map(|e| e.path.as_str()).collect();
-    let attestations =
-        ["vb.spdx.json", "vb.cdx.json", "vb.provenance.json", "vb.intoto.jsonl", "vb.sigstore.json"];
+    let attestations = [
+        "vb.spdx.json",
+        "vb.cdx.json",
+        "vb.provenance.json",
+        "vb.intoto.jsonl",
+        "vb.sigstore.json",
+    ];
     assert_eq!(names[0], "vb.tar", "{names:?}");
     assert_eq!(
         names[1..].iter().copied().collect::<std::collections::BTreeSet<_>>(),
