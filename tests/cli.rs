@@ -25,13 +25,7 @@ fn hello_example_end_to_end() {
     t.cairn().arg("lock").arg(repo().join("examples/hello.yml")).arg("--check").ok();
 
     let out = t.join("out");
-    let build = t
-        .cairn()
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(&out)
-        .ok();
+    let build = util::hello_build(&t, &out).ok();
     assert_eq!(
         util::list_tree(&out)
             .into_iter()
@@ -96,13 +90,7 @@ fn hello_example_end_to_end() {
     // Building again into the same directory replaces every output (the OCI layout
     // directory included) with the same bytes and leaves nothing else behind.
     let before = util::hash_tree(&out);
-    let again = t
-        .cairn()
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(&out)
-        .ok();
+    let again = util::hello_build(&t, &out).ok();
     assert_eq!(again.build_digests(), digests);
     assert_eq!(util::hash_tree(&out), before);
     t.assert_tmp_empty();

@@ -118,12 +118,7 @@ fn mode(path: &Path) -> u32 {
 
 /// `cairn build examples/hello.yml --locked -f tar -f kernel+initrd -f oci -o OUT`.
 fn build_cmd(t: &TestDir, out: &Path) -> Cairn {
-    t.cairn()
-        .env_remove(PASSPHRASE_VAR)
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(out)
+    util::hello_build(t, out).env_remove(PASSPHRASE_VAR)
 }
 
 /// A test directory with the hello images imported, a fresh key of one type, and a signed
@@ -999,35 +994,40 @@ fn attestations_pass_the_external_validators() {
     let odd = build_awkward(s);
     let examples = repo().join("attestations");
 
-    let spdx = [s.out.join("hello.spdx.json"), odd.join("odd.spdx.json")];
-    let golden_spdx = examples.join("sbom.spdx.example.json");
-    let bad_spdx = vec![
-        mangled(&t.join("bad-rel.spdx.json"), &read_json(&spdx[0]), |d| {
-            d["relationships"][0]["relatedSpdxElement"] = "SPDXRef-NoSuchElement".into();
-        }),
-        mangled(&t.join("bad-license.spdx.json"), &read_json(&golden_spdx), |d| {
-            d["packages"][3]["licenseDeclared"] = "NotALicense AND".into();
-        }),
-        mangled(&t.join("bad-id.spdx.json"), &read_json(&spdx[1]), |d| {
-            d["SPDXID"] = "SPDXRef-DOC UMENT".into();
-        }),
-    ];
-    let cdx = [s.out.join("hello.cdx.json"), odd.join("odd.cdx.json")];
-    let golden_cdx = examples.join("sbom.cdx.example.json");
-    let bad_cdx = vec![
-        mangled(&t.join("bad-type.cdx.json"), &read_json(&cdx[0]), |d| {
-            d["components"][0]["type"] = "not-a-component-type".into();
-        }),
-        mangled(&t.join("bad-alg.cdx.json"), &read_json(&golden_cdx), |d| {
-            d["components"][0]["hashes"][0]["alg"] = "SHA-257".into();
-        }),
-        mangled(&t.join("bad-serial.cdx.json"), &read_json(&golden_cdx), |d| {
-            d["serialNumber"] = "urn:uuid:not-a-uuid".into();
-        }),
-        mangled(&t.join("bad-time.cdx.json"), &read_json(&cdx[1]), |d| {
-            d["metadata"]["timestamp"] = "yesterday".into();
-        }),
-    ];
+    // Per SBOM format: hello's, the awkward build's and the example document are valid;
+    // the mangled copies (of document 0, 1 or 2) are not.
+    type Mangle = fn(&mut Value);
+    let sboms = |ext: &str, mangles: &[(&str, usize, Mangle)]| {
+        let good = vec![
+            s.out.join(format!("hello.{ext}")),
+            odd.join(format!("odd.{ext}")),
+            examples.join(format!("sbom.{ext}").replace(".json", ".example.json")),
+        ];
+        let bad = mangles
+            .iter()
+            .map(|(name, from, m)| {
+                mangled(&t.join(format!("{name}.{ext}")), &read_json(&good[*from]), m)
+            })
+            .collect();
+        (good, bad)
+    };
+    let (spdx, bad_spdx) = sboms(
+        "spdx.json",
+        &[
+            ("bad-rel", 0, |d| d["relationships"][0]["relatedSpdxElement"] = "SPDXRef-Nope".into()),
+            ("bad-license", 2, |d| d["packages"][3]["licenseDeclared"] = "NotALicense AND".into()),
+            ("bad-id", 1, |d| d["SPDXID"] = "SPDXRef-DOC UMENT".into()),
+        ],
+    );
+    let (cdx, bad_cdx) = sboms(
+        "cdx.json",
+        &[
+            ("bad-type", 0, |d| d["components"][0]["type"] = "not-a-component-type".into()),
+            ("bad-alg", 2, |d| d["components"][0]["hashes"][0]["alg"] = "SHA-257".into()),
+            ("bad-serial", 2, |d| d["serialNumber"] = "urn:uuid:not-a-uuid".into()),
+            ("bad-time", 1, |d| d["metadata"]["timestamp"] = "yesterday".into()),
+        ],
+    );
 
     // Every signed statement, as its own file.
     let mut envs = Vec::new();
@@ -1074,8 +1074,8 @@ fn attestations_pass_the_external_validators() {
     ];
 
     let runs = [
-        Validation::start("validate_spdx.py", [&spdx[..], &[golden_spdx]].concat(), bad_spdx),
-        Validation::start("validate_cyclonedx.py", [&cdx[..], &[golden_cdx]].concat(), bad_cdx),
+        Validation::start("validate_spdx.py", spdx, bad_spdx),
+        Validation::start("validate_cyclonedx.py", cdx, bad_cdx),
         Validation::start("validate_intoto.py", good_statements, bad_statements),
     ];
     for run in runs {
@@ -1096,6 +1096,33 @@ fn signed_with_wrong_keys(name: &str) -> Vec<(Signed, Key, PathBuf)> {
         .collect()
 }
 
+/// One of the external verifiers: `PROGRAM tests/external/SCRIPT FILE PUBLIC_KEY [KEYID]`.
+struct Verifier {
+    program: &'static str,
+    script: PathBuf,
+    env: Vec<(&'static str, PathBuf)>,
+}
+
+impl Verifier {
+    fn new(program: &'static str, script: &str) -> Verifier {
+        Verifier { program, script: external_dir().join(script), env: Vec::new() }
+    }
+
+    /// A check that the verifier exits `want` on `file` with `key` (and `keyid`).
+    fn check(
+        &self,
+        what: String,
+        file: &Path,
+        key: &Path,
+        keyid: Option<&str>,
+        want: i32,
+    ) -> Check {
+        let mut cmd = Command::new(self.program);
+        cmd.arg(&self.script).arg(file).arg(key).args(keyid).envs(self.env.iter().cloned());
+        Check { what, cmd, want }
+    }
+}
+
 #[test]
 fn securesystemslib_verifies_the_signed_envelopes() {
     let probe = ["-c", "import securesystemslib.dsse, cryptography"];
@@ -1103,31 +1130,23 @@ fn securesystemslib_verifies_the_signed_envelopes() {
     if !util::PYTHON_VALIDATORS.works(test, Command::new("python3").args(probe)) {
         return;
     }
-    let script = external_dir().join("verify_dsse.py");
+    let v = Verifier::new("python3", "verify_dsse.py");
     let mut checks = Vec::new();
     // Kept until the checks ran: dropping a build deletes its directory.
     let signed = signed_with_wrong_keys("dsse");
     for (s, wrong, dir) in &signed {
+        let (key, id) = (&s.key.public, Some(s.key.id.as_str()));
         for (i, env) in s.envelopes().iter().enumerate() {
-            let mut check = |w: &str, env: &Path, key: &Path, keyid: Option<&str>, want| {
-                let mut cmd = Command::new("python3");
-                cmd.arg(&script).arg(env).arg(key).args(keyid);
-                checks.push(Check { what: format!("{} envelope {i}: {w}", s.alg), cmd, want });
-            };
+            let what = |w: &str| format!("{} envelope {i}: {w}", s.alg);
             let good = write_json(&dir.join(format!("{i}.json")), env);
-            check("as written", &good, &s.key.public, None, 0);
-            check("with cairn's printed key id", &good, &s.key.public, Some(&s.key.id), 0);
-            check("the wrong key", &good, &wrong.public, None, 1);
-            check(
-                "the wrong key under the signer's key id",
-                &good,
-                &wrong.public,
-                Some(&s.key.id),
-                1,
-            );
+            checks.push(v.check(what("as written"), &good, key, None, 0));
+            checks.push(v.check(what("with cairn's printed key id"), &good, key, id, 0));
+            checks.push(v.check(what("the wrong key"), &good, &wrong.public, None, 1));
+            let under_id = what("the wrong key under the signer's key id");
+            checks.push(v.check(under_id, &good, &wrong.public, id, 1));
             for (j, (how, bad)) in tampered(env).into_iter().enumerate() {
                 let path = write_json(&dir.join(format!("{i}-tampered-{j}.json")), &bad);
-                check(how, &path, &s.key.public, None, 1);
+                checks.push(v.check(what(how), &path, key, None, 1));
             }
         }
     }
@@ -1146,31 +1165,30 @@ fn sigstore_verify_verifies_the_bundles() {
     {
         return;
     }
-    let script = external_dir().join("verify_bundle.mjs");
+    let mut v = Verifier::new("node", "verify_bundle.mjs");
+    v.env.push(("CAIRN_NODE_MODULES", modules));
     let mut checks = Vec::new();
     // Kept until the checks ran: dropping a build deletes its directory.
     let signed = signed_with_wrong_keys("bundle");
     for (s, wrong, dir) in &signed {
+        let key = &s.key.public;
         for (i, bundle) in s.bundles().iter().enumerate() {
-            let mut check = |w: &str, bundle: &Path, key: &Path, want| {
-                let mut cmd = Command::new("node");
-                cmd.arg(&script).arg(bundle).arg(key).env("CAIRN_NODE_MODULES", &modules);
-                checks.push(Check { what: format!("{} bundle {i}: {w}", s.alg), cmd, want });
-            };
+            let what = |w: &str| format!("{} bundle {i}: {w}", s.alg);
             // Ed25519 is accepted inside DSSE (the bundles' content); both key types must pass.
             let good = write_json(&dir.join(format!("{i}.json")), bundle);
-            check("as written", &good, &s.key.public, 0);
-            check("the wrong key", &good, &wrong.public, 1);
+            checks.push(v.check(what("as written"), &good, key, None, 0));
+            checks.push(v.check(what("the wrong key"), &good, &wrong.public, None, 1));
             // The wrong key under its own hint: the signature check itself must fail.
             let mut rehinted = bundle.clone();
             rehinted["verificationMaterial"]["publicKey"]["hint"] = wrong.id.as_str().into();
             let path = write_json(&dir.join(format!("{i}-rehinted.json")), &rehinted);
-            check("the wrong key, hint rewritten to it", &path, &wrong.public, 1);
+            let rehinted = what("the wrong key, hint rewritten to it");
+            checks.push(v.check(rehinted, &path, &wrong.public, None, 1));
             for (j, (how, env)) in tampered(&bundle["dsseEnvelope"]).into_iter().enumerate() {
                 let mut bad = bundle.clone();
                 bad["dsseEnvelope"] = env;
                 let path = write_json(&dir.join(format!("{i}-tampered-{j}.json")), &bad);
-                check(how, &path, &s.key.public, 1);
+                checks.push(v.check(what(how), &path, key, None, 1));
             }
         }
     }

@@ -104,6 +104,13 @@ impl TestDir {
         }
     }
 
+    /// Writes `spec` to `spec.yml` and requires `cairn lock spec.yml` to fail (exit 2) with
+    /// every one of `needles` in stderr.
+    pub fn lock_fails(&self, spec: &str, needles: &[&str]) -> Outcome {
+        self.write("spec.yml", spec);
+        self.cairn().args(["lock", "spec.yml"]).fails_with(needles)
+    }
+
     /// Checks that cairn left nothing in its temporary directory.
     pub fn assert_tmp_empty(&self) {
         let left = list_tree(&self.join("tmp"));
@@ -401,8 +408,19 @@ pub fn make_writable(path: &Path) {
 
 // What each test needs from the machine (see [`Tool`] for the rule when it is missing).
 
+/// A tool only `CI=true` requires.
 const fn apt(name: &'static str, install: &'static str) -> Tool {
     Tool { name, install, switch: None }
+}
+
+/// A tool of the boot and runner tests, required by `CAIRN_REQUIRE_QEMU=1` too.
+const fn boot(name: &'static str, install: &'static str) -> Tool {
+    Tool { name, install, switch: Some("CAIRN_REQUIRE_QEMU") }
+}
+
+/// An independent validator, required by `CAIRN_REQUIRE_EXTERNAL=1` too.
+const fn external(name: &'static str, install: &'static str) -> Tool {
+    Tool { name, install, switch: Some("CAIRN_REQUIRE_EXTERNAL") }
 }
 
 pub const CPIO: Tool = apt("cpio", "apt-get install cpio");
@@ -411,35 +429,20 @@ pub const SKOPEO: Tool = apt("skopeo", "apt-get install skopeo");
 pub const UMOCI: Tool = apt("umoci", "apt-get install umoci");
 pub const UNSHARE: Tool = apt("unshare", "apt-get install util-linux");
 pub const FAKETIME: Tool = apt("faketime", "apt-get install faketime");
-pub const QEMU: Tool = Tool {
-    name: "qemu-system-x86_64",
-    install: "bash .ci/qemu-setup",
-    switch: Some("CAIRN_REQUIRE_QEMU"),
-};
+pub const QEMU: Tool = boot("qemu-system-x86_64", "bash .ci/qemu-setup");
 /// The Debian kernel and busybox-static packages the boot tests boot.
-pub const BOOT_DEBS: Tool = Tool {
-    name: "the Debian kernel and busybox-static .debs",
-    install: "bash .ci/qemu-setup",
-    switch: Some("CAIRN_REQUIRE_QEMU"),
-};
+pub const BOOT_DEBS: Tool =
+    boot("the Debian kernel and busybox-static .debs", "bash .ci/qemu-setup");
 /// The static busybox the runner tests put in their bundles.
-pub const BUSYBOX: Tool = Tool {
-    name: "/bin/busybox",
-    install: "apt-get install busybox-static",
-    switch: Some("CAIRN_REQUIRE_QEMU"),
-};
+pub const BUSYBOX: Tool = boot("/bin/busybox", "apt-get install busybox-static");
 /// The Python validators of `tests/external/`.
-pub const PYTHON_VALIDATORS: Tool = Tool {
-    name: "python3 with spdx-tools, cyclonedx-python-lib, in-toto-attestation, securesystemslib",
-    install: "python3 -m pip install -r tests/external/requirements.txt",
-    switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-};
+pub const PYTHON_VALIDATORS: Tool = external(
+    "python3 with spdx-tools, cyclonedx-python-lib, in-toto-attestation, securesystemslib",
+    "python3 -m pip install -r tests/external/requirements.txt",
+);
 /// `@sigstore/verify` for `tests/external/verify_bundle.mjs`.
-pub const SIGSTORE_JS: Tool = Tool {
-    name: "node with @sigstore/verify",
-    install: "npm ci --prefix tests/external/node",
-    switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-};
+pub const SIGSTORE_JS: Tool =
+    external("node with @sigstore/verify", "npm ci --prefix tests/external/node");
 
 /// Whether `faketime` is installed and really changes the clock a child process sees; if
 /// not, see [`Tool::missing`].
@@ -466,14 +469,18 @@ pub fn hash_tree(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Imports the hello components into `t`'s store and builds every format with `--locked`
-/// into `out`; returns the build's outcome.
-pub fn build_hello(t: &TestDir, out: &Path) -> Outcome {
-    t.import_hello();
+/// `cairn build examples/hello.yml --locked -f tar -f kernel+initrd -f oci -o OUT` in `t`.
+pub fn hello_build(t: &TestDir, out: &Path) -> Cairn {
     t.cairn()
         .arg("build")
         .arg(repo().join("examples/hello.yml"))
         .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
         .arg(out)
-        .ok()
+}
+
+/// Imports the hello components into `t`'s store and builds every format with `--locked`
+/// into `out`; returns the build's outcome.
+pub fn build_hello(t: &TestDir, out: &Path) -> Outcome {
+    t.import_hello();
+    hello_build(t, out).ok()
 }
