@@ -211,15 +211,8 @@ fn builds_without_network() {
     }
     let t = TestDir::new("nonet");
     let online = util::build_hello(&t, &t.join("online")).build_digests();
-    let offline = t
-        .cairn()
-        .wrap(["unshare", "-n"])
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(t.join("offline"))
-        .ok()
-        .build_digests();
+    let offline =
+        util::hello_build(&t, &t.join("offline")).wrap(["unshare", "-n"]).ok().build_digests();
     assert_same(
         &output_digests(&t.join("online"), &online),
         &output_digests(&t.join("offline"), &offline),
