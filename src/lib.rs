@@ -23,6 +23,8 @@ pub mod sigstore;
 pub mod source_date;
 pub mod spec;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 pub mod tree;
 pub mod vboot;
 pub mod verify;

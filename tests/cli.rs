@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::{self, TestDir, build_hello, have, repo, sha256_file, skip};
+use crate::util::{self, CPIO, SKOPEO, TestDir, UMOCI, ZSTD, build_hello, repo, sha256_file};
 
 #[test]
 fn hello_example_end_to_end() {
@@ -25,13 +25,7 @@ fn hello_example_end_to_end() {
     t.cairn().arg("lock").arg(repo().join("examples/hello.yml")).arg("--check").ok();
 
     let out = t.join("out");
-    let build = t
-        .cairn()
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(&out)
-        .ok();
+    let build = util::hello_build(&t, &out).ok();
     assert_eq!(
         util::list_tree(&out)
             .into_iter()
@@ -96,13 +90,7 @@ fn hello_example_end_to_end() {
     // Building again into the same directory replaces every output (the OCI layout
     // directory included) with the same bytes and leaves nothing else behind.
     let before = util::hash_tree(&out);
-    let again = t
-        .cairn()
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(&out)
-        .ok();
+    let again = util::hello_build(&t, &out).ok();
     assert_eq!(again.build_digests(), digests);
     assert_eq!(util::hash_tree(&out), before);
     t.assert_tmp_empty();
@@ -141,8 +129,7 @@ fn initrd_is_a_newc_cpio_archive() {
         .args(["--locked", "-f", "kernel+initrd:zstd", "--name", "hello-zstd", "-o"])
         .arg(&out)
         .ok();
-    if !have("cpio") {
-        skip("initrd_is_a_newc_cpio_archive", "cpio is not installed");
+    if !CPIO.found("initrd_is_a_newc_cpio_archive") {
         return;
     }
     let mut cpio_input = Vec::new();
@@ -156,7 +143,7 @@ fn initrd_is_a_newc_cpio_archive() {
     // The zstd initrd holds the same archive.
     let zstd_input = fs::read(out.join("hello-zstd-initrd.img")).unwrap();
     assert!(zstd_input.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "not a zstd stream");
-    if have("zstd") {
+    if ZSTD.found("zstd initrd check") {
         let out = Command::new("zstd")
             .args(["-dc"])
             .arg(t.join("out/hello-zstd-initrd.img"))
@@ -164,8 +151,6 @@ fn initrd_is_a_newc_cpio_archive() {
             .unwrap();
         assert!(out.status.success(), "zstd -dc: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.stdout, cpio_input, "gzip and zstd initrds differ after decompression");
-    } else {
-        skip("zstd initrd check", "zstd is not installed");
     }
 }
 
@@ -193,7 +178,7 @@ fn oci_output_is_accepted_by_skopeo_and_umoci() {
     let build = build_hello(&t, &out);
     let oci_hex = build.build_digests().into_iter().find(|(n, _)| n == "hello.oci").unwrap().1;
     let layout = out.join("hello.oci");
-    if have("skopeo") {
+    if SKOPEO.found("skopeo inspect of the OCI output") {
         let r = Command::new("skopeo")
             .arg("inspect")
             .arg(format!("oci:{}:latest", layout.display()))
@@ -205,10 +190,8 @@ fn oci_output_is_accepted_by_skopeo_and_umoci() {
         assert_eq!(v["Digest"], format!("sha256:{oci_hex}"), "{stdout}");
         assert_eq!(v["Os"], "linux", "{stdout}");
         assert_eq!(v["Architecture"], "amd64", "{stdout}");
-    } else {
-        skip("skopeo inspect of the OCI output", "skopeo is not installed");
     }
-    if have("umoci") {
+    if UMOCI.found("umoci unpack of the OCI output") {
         let bundle = t.join("bundle");
         let r = Command::new("umoci")
             .args(["unpack", "--rootless", "--image"])
@@ -221,8 +204,6 @@ fn oci_output_is_accepted_by_skopeo_and_umoci() {
         assert_eq!(fs::read(rootfs.join("etc/hostname")).unwrap(), b"hello\n");
         assert!(rootfs.join("sbin/init").is_file());
         assert!(rootfs.join("containers/services/greeter/lower/bin/hello").is_file());
-    } else {
-        skip("umoci unpack of the OCI output", "umoci is not installed");
     }
 }
 

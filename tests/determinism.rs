@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use crate::util::{self, Cairn, HELLO_IMAGES, TestDir, faketime_works, repo, sha256_file, skip};
+use crate::util::{self, Cairn, HELLO_IMAGES, TestDir, UNSHARE, faketime_works, repo, sha256_file};
 
 /// How one build's environment is set up.
 struct Variant {
@@ -93,10 +93,7 @@ fn build_variant(v: &Variant) -> Digests {
     };
     let store = if v.copy_spec { t.join("a/deeper/store") } else { t.store() };
     let cwd: PathBuf = if v.from_root { "/".into() } else { t.path().to_path_buf() };
-    let faketime = v.faketime && faketime_works();
-    if v.faketime && !faketime {
-        skip("determinism under a faked clock", "faketime is not installed or does not work");
-    }
+    let faketime = v.faketime && faketime_works("determinism under a faked clock");
     let cairn = || {
         let mut c = t
             .cairn()
@@ -209,29 +206,13 @@ fn outputs_do_not_depend_on_the_environment() {
 
 #[test]
 fn builds_without_network() {
-    let probe = Command::new("unshare").args(["-n", "true"]).output();
-    match probe {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            skip("build without network", &String::from_utf8_lossy(&o.stderr));
-            return;
-        }
-        Err(e) => {
-            skip("build without network", &format!("cannot run unshare: {e}"));
-            return;
-        }
+    if !UNSHARE.works("build without network", Command::new("unshare").args(["-n", "true"])) {
+        return;
     }
     let t = TestDir::new("nonet");
     let online = util::build_hello(&t, &t.join("online")).build_digests();
-    let offline = t
-        .cairn()
-        .wrap(["unshare", "-n"])
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(t.join("offline"))
-        .ok()
-        .build_digests();
+    let offline =
+        util::hello_build(&t, &t.join("offline")).wrap(["unshare", "-n"]).ok().build_digests();
     assert_same(
         &output_digests(&t.join("online"), &online),
         &output_digests(&t.join("offline"), &offline),

@@ -375,12 +375,10 @@ fn malformed_yaml_names_file_line_and_column() {
 #[test]
 fn unknown_fields_get_a_hint() {
     let t = TestDir::new("unknown");
-    t.write("spec.yml", "init:\n  - a.example/b:1\nonbot:\n  - name: x\n");
-    t.cairn().args(["lock", "spec.yml"]).fails_with(&[
-        "spec.yml:3:1",
-        "unknown field `onbot`",
-        "did you mean `onboot`",
-    ]);
+    t.lock_fails(
+        "init:\n  - a.example/b:1\nonbot:\n  - name: x\n",
+        &["spec.yml:3:1", "unknown field `onbot`", "did you mean `onboot`"],
+    );
     t.write("svc.yml", "services:\n  - name: s\n    image: a.example/b:1\n    comand: [\"/x\"]\n");
     t.cairn().args(["build", "svc.yml"]).fails_with(&["svc.yml:4:", "comand", "command"]);
 }
@@ -388,12 +386,10 @@ fn unknown_fields_get_a_hint() {
 #[test]
 fn images_missing_from_the_store_are_named() {
     let t = TestDir::new("missing");
-    t.write("spec.yml", "init:\n  - a.example/not-imported:1\n");
-    t.cairn().args(["lock", "spec.yml"]).fails_with(&[
-        "a.example/not-imported:1",
-        "not in the store",
-        "cairn import",
-    ]);
+    t.lock_fails(
+        "init:\n  - a.example/not-imported:1\n",
+        &["a.example/not-imported:1", "not in the store", "cairn import"],
+    );
     // The hello lock pins images this empty store does not have.
     let out = t.join("out");
     let r = t
@@ -412,6 +408,23 @@ fn layer_blob(t: &TestDir, layer_hex: &str) -> PathBuf {
     assert!(p.is_file(), "{} is not in the store", p.display());
     util::make_writable(&p);
     p
+}
+
+/// Changes the hello-app layer blob in `t`'s store with `change`, then builds the tar and
+/// OCI formats into `out/`, which must fail (exit 2): (layer hex, output dir, outcome).
+fn build_after_changing_the_layer(
+    t: &TestDir,
+    change: impl FnOnce(&mut Vec<u8>),
+) -> (String, PathBuf, Outcome) {
+    let hex = hello_app_layer();
+    let blob = layer_blob(t, &hex);
+    let mut bytes = fs::read(&blob).unwrap();
+    change(&mut bytes);
+    fs::write(&blob, &bytes).unwrap();
+    let out = t.join("out");
+    let r = build_hello_tar(t, &out);
+    assert_eq!(r.code(), Some(2), "{}", r.report());
+    (hex, out, r)
 }
 
 /// The layer digest of hello-app, from the committed lock.
@@ -434,17 +447,10 @@ fn build_hello_tar(t: &TestDir, out: &Path) -> Outcome {
 #[test]
 fn a_layer_changed_in_the_store_fails_the_build() {
     let t = TestDir::new("tampered");
-    let out = t.join("out");
     build_hello(&t, &t.join("first"));
-    let hex = hello_app_layer();
-    let blob = layer_blob(&t, &hex);
-    let mut bytes = fs::read(&blob).unwrap();
     // Inside bin/hello's contents (the second 512-byte block, after its header): the layer
     // still parses, only the digest tells.
-    bytes[512 + 512 + 5] ^= 0x20;
-    fs::write(&blob, &bytes).unwrap();
-    let r = build_hello_tar(&t, &out);
-    assert_eq!(r.code(), Some(2), "{}", r.report());
+    let (hex, out, r) = build_after_changing_the_layer(&t, |b| b[512 + 512 + 5] ^= 0x20);
     r.stderr_has(&[&format!("sha256:{hex}"), "corrupt", "hashes to"]);
     assert_no_output(&out, &r);
     t.assert_tmp_empty();
@@ -453,15 +459,9 @@ fn a_layer_changed_in_the_store_fails_the_build() {
 #[test]
 fn a_layer_header_changed_in_the_store_is_reported_as_corrupt() {
     let t = TestDir::new("tampered-header");
-    let out = t.join("out");
     build_hello(&t, &t.join("first"));
-    let hex = hello_app_layer();
-    let blob = layer_blob(&t, &hex);
-    let mut bytes = fs::read(&blob).unwrap();
-    bytes[512 + 100] ^= 0x01; // the mode field of bin/hello's header
-    fs::write(&blob, &bytes).unwrap();
-    let r = build_hello_tar(&t, &out);
-    assert_eq!(r.code(), Some(2), "{}", r.report());
+    // The mode field of bin/hello's header.
+    let (hex, out, r) = build_after_changing_the_layer(&t, |b| b[512 + 100] ^= 0x01);
     assert_no_output(&out, &r);
     r.stderr_has(&[&format!("sha256:{hex}"), "corrupt"]);
 }

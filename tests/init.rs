@@ -1,18 +1,16 @@
 //! The payload's init and the built-in runner, run for real: as root, inside a private
 //! mount namespace (`unshare -m --propagation private`), on bundles built from a static
 //! busybox (Debian `busybox-static`). Skips loudly when not root or when busybox is
-//! missing (unless `CAIRN_REQUIRE_QEMU=1`, which makes a missing busybox a failure).
+//! missing (a missing busybox fails under `CI=true` or `CAIRN_REQUIRE_QEMU=1`).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::util::{Cairn, TestDir};
-
-const BUSYBOX: &str = "/bin/busybox";
+use crate::util::{self, Cairn, TestDir};
 
 /// Whether the system tests can run here; prints why not.
 fn can_run(test: &str) -> bool {
@@ -20,14 +18,7 @@ fn can_run(test: &str) -> bool {
         eprintln!("SKIPPED {test}: the runner tests need root (mount, unshare, pivot_root)");
         return false;
     }
-    if !Path::new(BUSYBOX).is_file() {
-        if std::env::var("CAIRN_REQUIRE_QEMU").is_ok_and(|v| v == "1") {
-            panic!("{test}: {BUSYBOX} is missing (apt-get install busybox-static)");
-        }
-        eprintln!("SKIPPED {test}: {BUSYBOX} is missing (apt-get install busybox-static)");
-        return false;
-    }
-    true
+    util::BUSYBOX.found(test)
 }
 
 fn nix_is_root() -> bool {
@@ -69,7 +60,7 @@ fn bundle(dir: &Path, script: &str, readonly: bool, edit: impl FnOnce(&mut Value
         fs::create_dir_all(image.join(d)).unwrap();
     }
     fs::create_dir_all(dir.join("rootfs")).unwrap();
-    fs::copy(BUSYBOX, image.join("bin/busybox")).unwrap();
+    fs::copy(util::BUSYBOX.name, image.join("bin/busybox")).unwrap();
     fs::set_permissions(image.join("work"), fs::Permissions::from_mode(0o1777)).unwrap();
     let mut config = json!({
         "ociVersion": "1.0.2",
@@ -107,6 +98,28 @@ fn bundle(dir: &Path, script: &str, readonly: bool, edit: impl FnOnce(&mut Value
     fs::write(dir.join("runtime.json"), serde_json::to_vec_pretty(&runtime).unwrap()).unwrap();
 }
 
+/// One runner test's directory with a bundle at `bundle/` (see [`bundle`]), or `None` (after
+/// a skip note) when the runner tests cannot run here.
+fn one_bundle(
+    test: &str,
+    script: &str,
+    readonly: bool,
+    edit: impl FnOnce(&mut Value),
+) -> Option<(TestDir, PathBuf)> {
+    if !can_run(test) {
+        return None;
+    }
+    let t = TestDir::new(test);
+    let b = t.join("bundle");
+    bundle(&b, script, readonly, edit);
+    Some((t, b))
+}
+
+/// `cairn internal run-bundle BUNDLE` inside a private mount namespace.
+fn run_bundle(t: &TestDir, b: &Path) -> Cairn {
+    internal(t, &[]).arg("run-bundle").arg(b)
+}
+
 /// `cairn internal ARGS` inside a private mount namespace (and the extra `unshare` flags).
 fn internal(t: &TestDir, unshare_flags: &[&str]) -> Cairn {
     let mut wrapper = vec!["unshare", "-m", "--propagation", "private"];
@@ -116,19 +129,16 @@ fn internal(t: &TestDir, unshare_flags: &[&str]) -> Cairn {
 
 #[test]
 fn run_bundle_readonly_sets_env_cwd_user_and_capabilities() {
-    if !can_run("run_bundle_readonly_sets_env_cwd_user_and_capabilities") {
-        return;
-    }
-    let t = TestDir::new("init-ro");
-    let b = t.join("bundle");
-    bundle(
-        &b,
+    let Some((t, b)) = one_bundle(
+        "run_bundle_readonly_sets_env_cwd_user_and_capabilities",
         "echo $HELLO; pwd; id -u; grep CapEff /proc/self/status; grep CapBnd /proc/self/status; \
          ls /dev/null; touch /x 2>/dev/null && echo WRITABLE || echo READONLY",
         true,
         |_| {},
-    );
-    let out = internal(&t, &[]).arg("run-bundle").arg(&b).ok();
+    ) else {
+        return;
+    };
+    let out = run_bundle(&t, &b).ok();
     let lines: Vec<String> = out.stdout().lines().map(str::to_string).collect();
     assert_eq!(
         lines,
@@ -151,13 +161,8 @@ fn run_bundle_readonly_sets_env_cwd_user_and_capabilities() {
 /// mount points and device nodes must still be created, and it must end up read-only.
 #[test]
 fn run_bundle_readonly_dev_gets_its_mount_points_and_devices() {
-    if !can_run("run_bundle_readonly_dev_gets_its_mount_points_and_devices") {
-        return;
-    }
-    let t = TestDir::new("init-ro-dev");
-    let b = t.join("bundle");
-    bundle(
-        &b,
+    let Some((t, b)) = one_bundle(
+        "run_bundle_readonly_dev_gets_its_mount_points_and_devices",
         "test -c /dev/null && test -d /dev/pts && echo DEVICES; \
          touch /dev/x 2>/dev/null && echo DEV-WRITABLE || echo DEV-READONLY",
         true,
@@ -170,24 +175,21 @@ fn run_bundle_readonly_dev_gets_its_mount_points_and_devices() {
             }
             config["mounts"] = mounts;
         },
-    );
+    ) else {
+        return;
+    };
     // The image has no dev/pts directory: it must be created inside the read-only /dev.
     let _ = fs::remove_dir_all(b.join("rootfs/dev"));
     fs::create_dir_all(b.join("rootfs/dev")).unwrap();
-    let out = internal(&t, &[]).arg("run-bundle").arg(&b).ok();
+    let out = run_bundle(&t, &b).ok();
     let lines: Vec<String> = out.stdout().lines().map(str::to_string).collect();
     assert_eq!(lines, ["DEVICES", "DEV-READONLY"], "{}", out.report());
 }
 
 #[test]
 fn run_bundle_overlay_is_writable_and_leaves_the_image_alone() {
-    if !can_run("run_bundle_overlay_is_writable_and_leaves_the_image_alone") {
-        return;
-    }
-    let t = TestDir::new("init-overlay");
-    let b = t.join("bundle");
-    bundle(
-        &b,
+    let Some((t, b)) = one_bundle(
+        "run_bundle_overlay_is_writable_and_leaves_the_image_alone",
         "echo written > /work/new; cat /work/new; id -u; id -G; grep CapEff /proc/self/status; exit 7",
         false,
         |c| {
@@ -196,8 +198,10 @@ fn run_bundle_overlay_is_writable_and_leaves_the_image_alone() {
             c["process"]["capabilities"]["ambient"] = json!(["CAP_NET_BIND_SERVICE"]);
             c["process"]["cwd"] = json!("/");
         },
-    );
-    let out = internal(&t, &[]).arg("run-bundle").arg(&b).code(7);
+    ) else {
+        return;
+    };
+    let out = run_bundle(&t, &b).code(7);
     assert_eq!(
         out.stdout(),
         "written\n1000\n1000 27\nCapEff:\t0000000000000400\n",
@@ -209,18 +213,20 @@ fn run_bundle_overlay_is_writable_and_leaves_the_image_alone() {
 
 #[test]
 fn run_bundle_new_uts_and_pid_namespaces() {
-    if !can_run("run_bundle_new_uts_and_pid_namespaces") {
+    let Some((t, b)) = one_bundle(
+        "run_bundle_new_uts_and_pid_namespaces",
+        "hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'",
+        true,
+        |c| {
+            c["hostname"] = json!("cairn-box");
+            c["linux"]["namespaces"] =
+                json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+        },
+    ) else {
         return;
-    }
-    let t = TestDir::new("init-ns");
-    let b = t.join("bundle");
-    bundle(&b, "hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'", true, |c| {
-        c["hostname"] = json!("cairn-box");
-        c["linux"]["namespaces"] =
-            json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
-    });
+    };
     let host_before = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let out = internal(&t, &[]).arg("run-bundle").arg(&b).ok();
+    let out = run_bundle(&t, &b).ok();
     // PID 1 of its namespace, and alone there (sh, ls and grep may all be counted).
     let stdout = out.stdout();
     let lines: Vec<&str> = stdout.lines().collect();

@@ -18,26 +18,12 @@ use std::time::Instant;
 
 use crate::util::{self, Cairn, TestDir, repo};
 
-const QEMU: &str = "qemu-system-x86_64";
-
 /// What the example's /init prints once it runs.
 const MARKER: &str = "CAIRN-BOOT-OK";
 
-fn qemu_required() -> bool {
-    std::env::var_os("CAIRN_REQUIRE_QEMU").is_some_and(|v| v == "1")
-}
-
-/// Whether QEMU is installed; a failure under CAIRN_REQUIRE_QEMU=1, else a loud skip.
+/// Whether QEMU is installed; see [`util::Tool::missing`] when it is not.
 pub(crate) fn have_qemu(test: &str) -> bool {
-    if util::have(QEMU) {
-        return true;
-    }
-    assert!(
-        !qemu_required(),
-        "{QEMU} is not installed and CAIRN_REQUIRE_QEMU=1 (run .ci/qemu-setup)"
-    );
-    util::skip(test, &format!("{QEMU} is not installed (run .ci/qemu-setup)"));
-    false
+    util::QEMU.found(test)
 }
 
 /// The fetched Debian packages.
@@ -84,13 +70,9 @@ pub(crate) fn find_debs(test: &str) -> Option<Debs> {
     let (Some(kernel), Some(busybox)) =
         (only_deb(&dir.join("kernel")), only_deb(&dir.join("busybox")))
     else {
-        util::skip(
+        util::BOOT_DEBS.missing(
             test,
-            &format!(
-                "no Debian kernel and busybox-static .debs in {}/{{kernel,busybox}}/: apt could not \
-                 fetch them (run .ci/qemu-setup)",
-                dir.display()
-            ),
+            &format!("no .debs in {}/{{kernel,busybox}}/: apt could not fetch them", dir.display()),
         );
         return None;
     };

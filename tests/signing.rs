@@ -6,15 +6,15 @@
 //! pyspdxtools, cyclonedx-python-lib's strict 1.6 validator, in-toto-attestation (Statement
 //! v1 + SLSA v1 checks), securesystemslib (DSSE) and `@sigstore/verify` (bundles). Each
 //! acceptance is paired with rejections (wrong key, one changed byte in a subject digest, a
-//! changed payload), so "exit 0" is not vacuous. A tool that is missing makes its test skip
-//! loudly, or fail when `CAIRN_REQUIRE_EXTERNAL=1` (as CI sets it), like
-//! `src/sign/external_tests.rs`.
+//! changed payload), so "exit 0" is not vacuous. These are the only runs of those tools in
+//! the test suite. A tool that is missing makes its test skip loudly, or fail under
+//! `CI=true` or `CAIRN_REQUIRE_EXTERNAL=1` (see `util::Tool`).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -118,12 +118,7 @@ fn mode(path: &Path) -> u32 {
 
 /// `cairn build examples/hello.yml --locked -f tar -f kernel+initrd -f oci -o OUT`.
 fn build_cmd(t: &TestDir, out: &Path) -> Cairn {
-    t.cairn()
-        .env_remove(PASSPHRASE_VAR)
-        .arg("build")
-        .arg(repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
-        .arg(out)
+    util::hello_build(t, out).env_remove(PASSPHRASE_VAR)
 }
 
 /// A test directory with the hello images imported, a fresh key of one type, and a signed
@@ -162,7 +157,12 @@ fn read_json(path: &Path) -> Value {
 
 /// The DSSE envelopes of `hello.intoto.jsonl`, one per line.
 fn envelopes(out: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(out.join("hello.intoto.jsonl")).unwrap();
+    envelopes_of(&out.join("hello.intoto.jsonl"))
+}
+
+/// The DSSE envelopes of a `.intoto.jsonl` file, one per line.
+fn envelopes_of(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap();
     assert!(text.ends_with('\n') && !text.ends_with("\n\n"), "one envelope per line: {text}");
     text.lines().map(|l| serde_json::from_str(l).expect("an envelope line is JSON")).collect()
 }
@@ -636,11 +636,7 @@ fn provenance_subjects_are_the_image_outputs_and_dependencies_every_pinned_input
 
 #[test]
 fn attestations_hold_no_wall_clock_time() {
-    if !faketime_works() {
-        util::skip(
-            "attestations under a faked clock",
-            "faketime is not installed or does not work",
-        );
+    if !faketime_works("attestations under a faked clock") {
         return;
     }
     let s = Signed::new("faketime", "ecdsa-p256");
@@ -787,60 +783,113 @@ fn external_dir() -> PathBuf {
     repo().join("tests/external")
 }
 
-fn required() -> bool {
-    std::env::var_os("CAIRN_REQUIRE_EXTERNAL").is_some_and(|v| v == "1")
+/// A `tests/external/validate_*.py` run over files it must accept (`good`) and reject
+/// (`bad`), started and not yet waited for: the validators run side by side (Python
+/// start-up and imports are most of their time).
+struct Validation {
+    script: &'static str,
+    good: Vec<PathBuf>,
+    bad: Vec<PathBuf>,
+    child: Child,
 }
 
-/// A missing tool: a failure under CAIRN_REQUIRE_EXTERNAL=1, else a loud skip.
-fn unavailable(what: &str, why: &str) {
-    assert!(!required(), "{what} is not available and CAIRN_REQUIRE_EXTERNAL=1: {why}");
-    util::skip(
-        what,
-        &format!(
-            "{why} (pip install -r tests/external/requirements.txt; npm ci --prefix tests/external/node)"
-        ),
-    );
-}
-
-/// `true` if `probe` succeeds; otherwise see [`unavailable`].
-fn available(what: &str, probe: &mut Command) -> bool {
-    let ok = probe.output().is_ok_and(|o| o.status.success());
-    if !ok {
-        unavailable(what, &format!("{probe:?} failed"));
+impl Validation {
+    fn start(script: &'static str, good: Vec<PathBuf>, bad: Vec<PathBuf>) -> Validation {
+        let child = Command::new("python3")
+            .arg(external_dir().join(script))
+            .args(good.iter().chain(&bad))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running python3 {script}: {e}"));
+        Validation { script, good, bad, child }
     }
-    ok
-}
 
-/// Runs a `tests/external/validate_*.py` script on `files`; the per-file verdicts it
-/// printed (`true` = valid) and its output, or `None` when its Python package is missing
-/// (exit 77).
-fn validate(script: &str, files: &[PathBuf]) -> Option<(Vec<bool>, String)> {
-    let out = Command::new("python3")
-        .arg(external_dir().join(script))
-        .args(files)
-        .output()
-        .unwrap_or_else(|e| panic!("running python3 {script}: {e}"));
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if out.status.code() == Some(77) {
-        unavailable(script, &text);
-        return None;
-    }
-    eprintln!("{script}: {}", text.lines().next().unwrap_or(""));
-    let verdicts: Vec<bool> = files
-        .iter()
-        .map(|f| {
+    /// Waits for the verdicts (`valid PATH`, `INVALID PATH: …` lines) and checks them;
+    /// exit 77 (the Python package is missing) goes to [`util::Tool::missing`].
+    fn check(self) {
+        let script = self.script;
+        let out = self.child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.code() == Some(77) {
+            util::PYTHON_VALIDATORS.missing(script, &text);
+            return;
+        }
+        eprintln!("{script}: {}", text.lines().next().unwrap_or(""));
+        let valid = |f: &Path| {
             let valid = format!("valid {}", f.display());
             let invalid = format!("INVALID {}", f.display());
             let v = text.lines().any(|l| l == valid || l.starts_with(&format!("{valid} (")));
             let i = text.lines().any(|l| l.starts_with(&invalid));
             assert!(v != i, "{script} gave no clear verdict on {}:\n{text}", f.display());
             v
-        })
-        .collect();
-    let all_valid = verdicts.iter().all(|v| *v);
-    assert_eq!(out.status.success(), all_valid, "{script} exit status vs verdicts:\n{text}");
-    Some((verdicts, text))
+        };
+        for f in &self.good {
+            assert!(valid(f), "{script} rejected {}, which cairn wrote:\n{text}", f.display());
+        }
+        for f in &self.bad {
+            assert!(!valid(f), "{script} accepted {}, a broken copy:\n{text}", f.display());
+        }
+        assert_eq!(out.status.success(), self.bad.is_empty(), "{script} exit status:\n{text}");
+    }
+}
+
+/// Writes a copy of `doc` changed by `mangle` to `path`: a document a validator must reject.
+fn mangled(path: &Path, doc: &Value, mangle: impl FnOnce(&mut Value)) -> PathBuf {
+    let mut bad = doc.clone();
+    mangle(&mut bad);
+    assert_ne!(&bad, doc, "mangling {} changed nothing", path.display());
+    write_json(path, &bad)
+}
+
+/// The spec of [`build_awkward`]: component names that collide once sanitized, a source
+/// file name with a space and URL characters.
+const AWKWARD_SPEC: &str = "onboot:
+  - name: a_b
+    image: cairn.example/odd:1
+  - name: a.b
+    image: cairn.example/odd:1
+  - name: a-b
+    image: cairn.example/odd:1
+files:
+  - path: etc/odd
+    source: \"a b?c#d\"
+";
+
+/// Awkward but possible package data: odd characters in every field, an epoch and a space
+/// in a version, licences that are not SPDX expressions.
+const AWKWARD_APK_DB: &str = "P:W\u{e9}ird pkg/1\nV:1:2 3+4\nA:\no:(x)\nm:Bad (paren) <x>\n\
+L:MIT AND GPL (v2)\n\nP:odd\nV:1+git.2-r0\nA:x86_64\nL:(((\n\nP:plain\nV:1.0-r0\nA:x86_64\n\
+L:GPL2+ or custom\n";
+
+/// A build, signed with `s`'s key, of an image with awkward names and package data (what
+/// the SBOM writers must still turn into valid documents), into `odd/out dir/`.
+fn build_awkward(s: &Signed) -> PathBuf {
+    let t = &s.t;
+    t.write("odd/rootfs/etc/os-release", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\n");
+    t.write("odd/rootfs/lib/apk/db/installed", AWKWARD_APK_DB);
+    t.cairn().arg("import").arg(t.join("odd/rootfs")).args(["--name", "cairn.example/odd:1"]).ok();
+    t.write("odd/a b?c#d", "odd\n");
+    let spec = t.write("odd/odd.yml", AWKWARD_SPEC);
+    t.cairn().arg("lock").arg(&spec).ok();
+    let out = t.join("odd/out dir");
+    t.cairn()
+        .env_remove(PASSPHRASE_VAR)
+        .arg("build")
+        .arg(&spec)
+        .args(["--locked", "-f", "tar", "--sign-key"])
+        .arg(&s.key.key)
+        .arg("-o")
+        .arg(&out)
+        .ok();
+    let spdx = fs::read_to_string(out.join("odd.spdx.json")).unwrap();
+    assert!(spdx.contains("W\u{e9}ird pkg/1"), "the awkward package is not in the SBOM: {spdx}");
+    out
 }
 
 /// One run of an external verifier with the exit status it must give.
@@ -933,127 +982,171 @@ fn write_json(path: &Path, v: &Value) -> PathBuf {
     path.to_path_buf()
 }
 
+/// pyspdxtools, cyclonedx-python-lib's strict 1.6 validator and in-toto-attestation (with
+/// the SLSA v1 checks) on what the binary wrote: the hello builds of both key types, a build
+/// with awkward names and package data, and the `attestations/` examples (the attest unit
+/// fixture: Alpine, Debian and `.deb` packages). Mangled copies show each validator rejects.
 #[test]
-fn sboms_pass_pyspdxtools_and_the_strict_cyclonedx_validator() {
-    let t = TestDir::new("sbom-validators");
-    t.import_hello();
-    let out = t.join("out");
-    build_cmd(&t, &out).ok();
-    let spdx = out.join("hello.spdx.json");
-    let cdx = out.join("hello.cdx.json");
+fn attestations_pass_the_external_validators() {
+    let signed: Vec<Signed> = ALGS.iter().map(|alg| Signed::new("validators", alg)).collect();
+    let s = &signed[0];
+    let t = &s.t;
+    let odd = build_awkward(s);
+    let examples = repo().join("attestations");
 
-    // Mangled copies, to show the validators do reject.
-    let mut bad_spdx = read_json(&spdx);
-    bad_spdx["relationships"][0]["relatedSpdxElement"] = "SPDXRef-NoSuchElement".into();
-    let bad_spdx = write_json(&t.join("bad.spdx.json"), &bad_spdx);
-    let mut bad_cdx = read_json(&cdx);
-    bad_cdx["components"][0]["type"] = "not-a-component-type".into();
-    let bad_cdx = write_json(&t.join("bad.cdx.json"), &bad_cdx);
+    // Per SBOM format: hello's, the awkward build's and the example document are valid;
+    // the mangled copies (of document 0, 1 or 2) are not.
+    type Mangle = fn(&mut Value);
+    let sboms = |ext: &str, mangles: &[(&str, usize, Mangle)]| {
+        let good = vec![
+            s.out.join(format!("hello.{ext}")),
+            odd.join(format!("odd.{ext}")),
+            examples.join(format!("sbom.{ext}").replace(".json", ".example.json")),
+        ];
+        let bad = mangles
+            .iter()
+            .map(|(name, from, m)| {
+                mangled(&t.join(format!("{name}.{ext}")), &read_json(&good[*from]), m)
+            })
+            .collect();
+        (good, bad)
+    };
+    let (spdx, bad_spdx) = sboms(
+        "spdx.json",
+        &[
+            ("bad-rel", 0, |d| d["relationships"][0]["relatedSpdxElement"] = "SPDXRef-Nope".into()),
+            ("bad-license", 2, |d| d["packages"][3]["licenseDeclared"] = "NotALicense AND".into()),
+            ("bad-id", 1, |d| d["SPDXID"] = "SPDXRef-DOC UMENT".into()),
+        ],
+    );
+    let (cdx, bad_cdx) = sboms(
+        "cdx.json",
+        &[
+            ("bad-type", 0, |d| d["components"][0]["type"] = "not-a-component-type".into()),
+            ("bad-alg", 2, |d| d["components"][0]["hashes"][0]["alg"] = "SHA-257".into()),
+            ("bad-serial", 2, |d| d["serialNumber"] = "urn:uuid:not-a-uuid".into()),
+            ("bad-time", 1, |d| d["metadata"]["timestamp"] = "yesterday".into()),
+        ],
+    );
 
-    if let Some((v, text)) = validate("validate_spdx.py", &[spdx, bad_spdx]) {
-        assert_eq!(
-            v,
-            [true, false],
-            "pyspdxtools: hello.spdx.json valid, mangled copy not\n{text}"
-        );
+    // Every signed statement, as its own file.
+    let mut envs = Vec::new();
+    for s in &signed {
+        let (e, b) = (s.envelopes(), s.bundles());
+        let in_bundles: Vec<Vec<u8>> = b.iter().map(|b| payload(&b["dsseEnvelope"])).collect();
+        let in_envelopes: Vec<Vec<u8>> = e.iter().map(payload).collect();
+        assert_eq!(in_bundles, in_envelopes, "{}: the bundles carry the same statements", s.alg);
+        envs.extend(e);
     }
-    if let Some((v, text)) = validate("validate_cyclonedx.py", &[cdx, bad_cdx]) {
-        assert_eq!(
-            v,
-            [true, false],
-            "CycloneDX 1.6 strict: hello.cdx.json valid, mangled not\n{text}"
-        );
+    let odd_envs = envelopes_of(&odd.join("odd.intoto.jsonl"));
+    let first_of = |envs: &[Value], ty: &str| {
+        envs.iter().map(statement).find(|st| st["predicateType"] == ty).unwrap()
+    };
+    let (provenance, sbom_statement) = (first_of(&envs, SLSA_V1), first_of(&envs, SPDX_PREDICATE));
+    let odd_provenance = first_of(&odd_envs, SLSA_V1);
+    envs.extend(odd_envs);
+    let mut good_statements: Vec<PathBuf> = envs
+        .iter()
+        .enumerate()
+        .map(|(i, env)| {
+            let path = t.join(format!("statement-{i}.json"));
+            fs::write(&path, payload(env)).unwrap();
+            path
+        })
+        .collect();
+    good_statements.push(examples.join("provenance.example.json"));
+    let bad_statements = vec![
+        mangled(&t.join("no-build-type.json"), &provenance, |d| {
+            d["predicate"]["buildDefinition"].as_object_mut().unwrap().remove("buildType");
+        }),
+        mangled(&t.join("v0.1.json"), &provenance, |d| {
+            d["_type"] = "https://in-toto.io/Statement/v0.1".into();
+        }),
+        mangled(&t.join("bad-digest.json"), &provenance, |d| {
+            d["subject"][0]["digest"]["sha256"] = "not hex".into();
+        }),
+        mangled(&t.join("no-builder.json"), &odd_provenance, |d| {
+            d["predicate"]["runDetails"]["builder"]["id"] = "".into();
+        }),
+        mangled(&t.join("no-subject.json"), &sbom_statement, |d| {
+            d["subject"] = Value::Array(Vec::new());
+        }),
+    ];
+
+    let runs = [
+        Validation::start("validate_spdx.py", spdx, bad_spdx),
+        Validation::start("validate_cyclonedx.py", cdx, bad_cdx),
+        Validation::start("validate_intoto.py", good_statements, bad_statements),
+    ];
+    for run in runs {
+        run.check();
     }
 }
 
-#[test]
-fn signed_statements_pass_the_intoto_and_slsa_validator() {
-    let t = TestDir::new("intoto-validator");
-    let mut good = Vec::new();
-    for alg in ALGS {
-        let s = Signed::new("intoto", alg);
-        for (i, env) in s.envelopes().iter().enumerate() {
-            let path = t.join(format!("{alg}-statement-{i}.json"));
-            fs::write(&path, payload(env)).unwrap();
-            good.push(path);
-        }
-        // The bundles carry the same statements.
-        for (i, b) in s.bundles().iter().enumerate() {
-            assert_eq!(payload(&b["dsseEnvelope"]), fs::read(&good[good.len() - 2 + i]).unwrap());
-        }
+/// For each key type: a signed build, a second key of the same type (the wrong one), and a
+/// directory for the files a verifier is given.
+fn signed_with_wrong_keys(name: &str) -> Vec<(Signed, Key, PathBuf)> {
+    ALGS.iter()
+        .map(|alg| {
+            let s = Signed::new(name, alg);
+            let (wrong, _) = keygen(&s.t, "wrong", alg, None);
+            let dir = s.t.mkdir("checks");
+            (s, wrong, dir)
+        })
+        .collect()
+}
+
+/// One of the external verifiers: `PROGRAM tests/external/SCRIPT FILE PUBLIC_KEY [KEYID]`.
+struct Verifier {
+    program: &'static str,
+    script: PathBuf,
+    env: Vec<(&'static str, PathBuf)>,
+}
+
+impl Verifier {
+    fn new(program: &'static str, script: &str) -> Verifier {
+        Verifier { program, script: external_dir().join(script), env: Vec::new() }
     }
-    let provenance = read_json(&good[0]);
-    let mut no_build_type = provenance.clone();
-    no_build_type["predicate"]["buildDefinition"].as_object_mut().unwrap().remove("buildType");
-    let mut old_type = provenance.clone();
-    old_type["_type"] = "https://in-toto.io/Statement/v0.1".into();
-    let mut bad_digest = provenance.clone();
-    bad_digest["subject"][0]["digest"]["sha256"] = "not hex".into();
-    let bad = vec![
-        write_json(&t.join("no-build-type.json"), &no_build_type),
-        write_json(&t.join("v0.1.json"), &old_type),
-        write_json(&t.join("bad-digest.json"), &bad_digest),
-    ];
-    let files: Vec<PathBuf> = good.iter().chain(&bad).cloned().collect();
-    if let Some((v, text)) = validate("validate_intoto.py", &files) {
-        let (g, b) = v.split_at(good.len());
-        assert!(
-            g.iter().all(|v| *v),
-            "the in-toto/SLSA validator rejected cairn's statements:\n{text}"
-        );
-        assert!(b.iter().all(|v| !*v), "the validator accepted a broken statement:\n{text}");
+
+    /// A check that the verifier exits `want` on `file` with `key` (and `keyid`).
+    fn check(
+        &self,
+        what: String,
+        file: &Path,
+        key: &Path,
+        keyid: Option<&str>,
+        want: i32,
+    ) -> Check {
+        let mut cmd = Command::new(self.program);
+        cmd.arg(&self.script).arg(file).arg(key).args(keyid).envs(self.env.iter().cloned());
+        Check { what, cmd, want }
     }
 }
 
 #[test]
 fn securesystemslib_verifies_the_signed_envelopes() {
-    if !available(
-        "python3 with securesystemslib",
-        Command::new("python3").args(["-c", "import securesystemslib.dsse, cryptography"]),
-    ) {
+    let probe = ["-c", "import securesystemslib.dsse, cryptography"];
+    let test = "securesystemslib_verifies_the_signed_envelopes";
+    if !util::PYTHON_VALIDATORS.works(test, Command::new("python3").args(probe)) {
         return;
     }
-    let script = external_dir().join("verify_dsse.py");
+    let v = Verifier::new("python3", "verify_dsse.py");
     let mut checks = Vec::new();
-    let signed: Vec<Signed> = ALGS.iter().map(|alg| Signed::new("dsse", alg)).collect();
-    for s in &signed {
-        let (wrong, _) = keygen(&s.t, "wrong", s.alg, None);
-        let dir = s.t.mkdir("envelopes");
+    // Kept until the checks ran: dropping a build deletes its directory.
+    let signed = signed_with_wrong_keys("dsse");
+    for (s, wrong, dir) in &signed {
+        let (key, id) = (&s.key.public, Some(s.key.id.as_str()));
         for (i, env) in s.envelopes().iter().enumerate() {
             let what = |w: &str| format!("{} envelope {i}: {w}", s.alg);
-            let verify = |env: &Path, key: &Path, keyid: Option<&str>| {
-                let mut cmd = Command::new("python3");
-                cmd.arg(&script).arg(env).arg(key).args(keyid);
-                cmd
-            };
             let good = write_json(&dir.join(format!("{i}.json")), env);
-            checks.push(Check {
-                what: what("as written"),
-                cmd: verify(&good, &s.key.public, None),
-                want: 0,
-            });
-            checks.push(Check {
-                what: what("with cairn's printed key id"),
-                cmd: verify(&good, &s.key.public, Some(&s.key.id)),
-                want: 0,
-            });
-            checks.push(Check {
-                what: what("the wrong key"),
-                cmd: verify(&good, &wrong.public, None),
-                want: 1,
-            });
-            checks.push(Check {
-                what: what("the wrong key under the signer's key id"),
-                cmd: verify(&good, &wrong.public, Some(&s.key.id)),
-                want: 1,
-            });
+            checks.push(v.check(what("as written"), &good, key, None, 0));
+            checks.push(v.check(what("with cairn's printed key id"), &good, key, id, 0));
+            checks.push(v.check(what("the wrong key"), &good, &wrong.public, None, 1));
+            let under_id = what("the wrong key under the signer's key id");
+            checks.push(v.check(under_id, &good, &wrong.public, id, 1));
             for (j, (how, bad)) in tampered(env).into_iter().enumerate() {
                 let path = write_json(&dir.join(format!("{i}-tampered-{j}.json")), &bad);
-                checks.push(Check {
-                    what: what(how),
-                    cmd: verify(&path, &s.key.public, None),
-                    want: 1,
-                });
+                checks.push(v.check(what(how), &path, key, None, 1));
             }
         }
     }
@@ -1066,51 +1159,36 @@ fn sigstore_verify_verifies_the_bundles() {
         .map(PathBuf::from)
         .unwrap_or_else(|| external_dir().join("node"));
     let probe = modules.join("node_modules/@sigstore/verify/package.json");
-    if !available(
-        "node with @sigstore/verify",
-        Command::new("node").args(["-e", "require(process.argv[1])"]).arg(&probe),
-    ) {
+    let test = "sigstore_verify_verifies_the_bundles";
+    let mut require = Command::new("node");
+    if !util::SIGSTORE_JS.works(test, require.args(["-e", "require(process.argv[1])"]).arg(&probe))
+    {
         return;
     }
-    let script = external_dir().join("verify_bundle.mjs");
+    let mut v = Verifier::new("node", "verify_bundle.mjs");
+    v.env.push(("CAIRN_NODE_MODULES", modules));
     let mut checks = Vec::new();
-    let signed: Vec<Signed> = ALGS.iter().map(|alg| Signed::new("bundle", alg)).collect();
-    for s in &signed {
-        let (wrong, _) = keygen(&s.t, "wrong", s.alg, None);
-        let dir = s.t.mkdir("bundles");
+    // Kept until the checks ran: dropping a build deletes its directory.
+    let signed = signed_with_wrong_keys("bundle");
+    for (s, wrong, dir) in &signed {
+        let key = &s.key.public;
         for (i, bundle) in s.bundles().iter().enumerate() {
             let what = |w: &str| format!("{} bundle {i}: {w}", s.alg);
-            let verify = |bundle: &Path, key: &Path| {
-                let mut cmd = Command::new("node");
-                cmd.arg(&script).arg(bundle).arg(key).env("CAIRN_NODE_MODULES", &modules);
-                cmd
-            };
             // Ed25519 is accepted inside DSSE (the bundles' content); both key types must pass.
             let good = write_json(&dir.join(format!("{i}.json")), bundle);
-            checks.push(Check {
-                what: what("as written"),
-                cmd: verify(&good, &s.key.public),
-                want: 0,
-            });
-            checks.push(Check {
-                what: what("the wrong key"),
-                cmd: verify(&good, &wrong.public),
-                want: 1,
-            });
+            checks.push(v.check(what("as written"), &good, key, None, 0));
+            checks.push(v.check(what("the wrong key"), &good, &wrong.public, None, 1));
             // The wrong key under its own hint: the signature check itself must fail.
             let mut rehinted = bundle.clone();
             rehinted["verificationMaterial"]["publicKey"]["hint"] = wrong.id.as_str().into();
             let path = write_json(&dir.join(format!("{i}-rehinted.json")), &rehinted);
-            checks.push(Check {
-                what: what("the wrong key, hint rewritten to it"),
-                cmd: verify(&path, &wrong.public),
-                want: 1,
-            });
+            let rehinted = what("the wrong key, hint rewritten to it");
+            checks.push(v.check(rehinted, &path, &wrong.public, None, 1));
             for (j, (how, env)) in tampered(&bundle["dsseEnvelope"]).into_iter().enumerate() {
                 let mut bad = bundle.clone();
                 bad["dsseEnvelope"] = env;
                 let path = write_json(&dir.join(format!("{i}-tampered-{j}.json")), &bad);
-                checks.push(Check { what: what(how), cmd: verify(&path, &s.key.public), want: 1 });
+                checks.push(v.check(what(how), &path, key, None, 1));
             }
         }
     }

@@ -630,43 +630,23 @@ fn conformance_argv_shapes() {
         "keyless.sigstore.json",
         &keyless_message_bundle(&inst, email(EMAIL), ISSUER, ARTIFACT),
     );
+    // `--bundle F --certificate-identity I --certificate-oidc-issuer U [--trusted-root F] S`.
+    let keyless = |identity: &str, root: Option<&str>, subject: &str| {
+        let mut args = vec!["--bundle", &keyless_b, "--certificate-identity", identity];
+        args.extend(["--certificate-oidc-issuer", ISSUER]);
+        args.extend(root.map(|r| ["--trusted-root", r]).into_iter().flatten());
+        args.push(subject);
+        (verify_bundle_cli(&dir, &args), format!("{args:?}"))
+    };
     for (subject, code) in [(artifact.as_str(), 0), (digest.as_str(), 0), (other.as_str(), 1)] {
-        let args = [
-            "--bundle",
-            &keyless_b,
-            "--certificate-identity",
-            EMAIL,
-            "--certificate-oidc-issuer",
-            ISSUER,
-            "--trusted-root",
-            &root,
-            subject,
-        ];
-        assert_eq!(verify_bundle_cli(&dir, &args), code, "{args:?}");
+        let (got, args) = keyless(EMAIL, Some(&root), subject);
+        assert_eq!(got, code, "{args}");
     }
-    let wrong_id = [
-        "--bundle",
-        &keyless_b,
-        "--certificate-identity",
-        "other@cairn.test",
-        "--certificate-oidc-issuer",
-        ISSUER,
-        "--trusted-root",
-        &root,
-        &artifact,
-    ];
-    assert_eq!(verify_bundle_cli(&dir, &wrong_id), 1);
+    let (got, args) = keyless("other@cairn.test", Some(&root), &artifact);
+    assert_eq!(got, 1, "the wrong identity: {args}");
     // Keyless without a trusted root: nothing to fetch it from.
-    let no_root = [
-        "--bundle",
-        &keyless_b,
-        "--certificate-identity",
-        EMAIL,
-        "--certificate-oidc-issuer",
-        ISSUER,
-        &artifact,
-    ];
-    assert_ne!(verify_bundle_cli(&dir, &no_root), 0);
+    let (got, args) = keyless(EMAIL, None, &artifact);
+    assert_ne!(got, 0, "{args}");
 
     let key = p256();
     let key_pem =

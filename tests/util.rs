@@ -1,17 +1,17 @@
 //! Shared test machinery: a private directory per test, a builder for `cairn` commands that
-//! reports everything on failure, and writers for hand-made inputs (OCI image layouts, OCI
-//! archives and raw tar bytes with names the `tar` crate would refuse to write).
+//! reports everything on failure, and hand-made inputs written to disk with the fixture
+//! builder the unit tests use too (`cairn::testkit`: raw tars, layers, OCI layouts).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::json;
-use sha2::Digest as _;
+pub use cairn::testkit::Tool;
+pub use cairn::testkit::{Layer, RawTar, gzip, sha256_hex};
+use cairn::testkit::{OciLayout, tar_dir};
 
 /// The cairn binary Cargo built for this test run.
 pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -28,11 +28,6 @@ pub const HELLO_IMAGES: [(&str, &str); 3] = [
     ("hello-init", "cairn.example/hello-init:1"),
     ("hello-app", "cairn.example/hello-app:1"),
 ];
-
-/// Lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
-}
 
 /// Lowercase hex sha256 of a file's contents.
 pub fn sha256_file(path: &Path) -> String {
@@ -107,6 +102,13 @@ impl TestDir {
                 .args(["--name", name])
                 .ok();
         }
+    }
+
+    /// Writes `spec` to `spec.yml` and requires `cairn lock spec.yml` to fail (exit 2) with
+    /// every one of `needles` in stderr.
+    pub fn lock_fails(&self, spec: &str, needles: &[&str]) -> Outcome {
+        self.write("spec.yml", spec);
+        self.cairn().args(["lock", "spec.yml"]).fails_with(needles)
     }
 
     /// Checks that cairn left nothing in its temporary directory.
@@ -331,205 +333,18 @@ impl Outcome {
     }
 }
 
-/// A tar archive built header by header, so that hostile names, types and sizes reach cairn
-/// exactly as written (the `tar` crate refuses to write most of them).
-#[derive(Default)]
-pub struct RawTar(Vec<u8>);
-
-impl RawTar {
-    pub fn new() -> RawTar {
-        RawTar(Vec::new())
-    }
-
-    /// Appends one ustar header for `name` of type `kind` and the data; the header's size
-    /// field says `claimed` bytes whatever `data` holds.
-    pub fn raw(
-        mut self,
-        name: &[u8],
-        kind: u8,
-        link: &[u8],
-        mode: u32,
-        claimed: u64,
-        data: &[u8],
-    ) -> RawTar {
-        assert!(name.len() <= 100 && link.len() <= 100, "RawTar takes names of up to 100 bytes");
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name);
-        h[100..108].copy_from_slice(format!("{mode:07o}\0").as_bytes());
-        h[108..116].copy_from_slice(b"0000000\0");
-        h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(format!("{claimed:011o}\0").as_bytes());
-        h[136..148].copy_from_slice(b"00000000000\0");
-        h[156] = kind;
-        h[157..157 + link.len()].copy_from_slice(link);
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        self.0.extend_from_slice(&h);
-        self.0.extend_from_slice(data);
-        let pad = (512 - data.len() % 512) % 512;
-        self.0.extend(std::iter::repeat_n(0, pad));
-        self
-    }
-
-    pub fn entry(self, name: &[u8], kind: u8, link: &[u8], data: &[u8]) -> RawTar {
-        let mode = if kind == b'5' { 0o755 } else { 0o644 };
-        self.raw(name, kind, link, mode, data.len() as u64, data)
-    }
-
-    pub fn file(self, name: &str, data: &[u8]) -> RawTar {
-        self.entry(name.as_bytes(), b'0', b"", data)
-    }
-
-    pub fn dir(self, name: &str) -> RawTar {
-        self.entry(name.as_bytes(), b'5', b"", b"")
-    }
-
-    pub fn symlink(self, name: &str, target: &str) -> RawTar {
-        self.raw(name.as_bytes(), b'2', target.as_bytes(), 0o777, 0, b"")
-    }
-
-    pub fn hardlink(self, name: &str, target: &str) -> RawTar {
-        self.entry(name.as_bytes(), b'1', target.as_bytes(), b"")
-    }
-
-    /// A PAX extended header (`x`) setting `key` for the next entry.
-    pub fn pax(self, key: &str, value: &[u8]) -> RawTar {
-        let body_len = 1 + key.len() + 1 + value.len() + 1;
-        let mut len = body_len + 1;
-        while (len.to_string().len() + body_len) != len {
-            len = len.to_string().len() + body_len;
-        }
-        let mut record = format!("{len} {key}=").into_bytes();
-        record.extend_from_slice(value);
-        record.push(b'\n');
-        self.entry(b"PaxHeaders/entry", b'x', b"", &record)
-    }
-
-    /// A GNU long name (`L`) entry naming the next entry `name`.
-    pub fn gnu_long_name(self, name: &[u8]) -> RawTar {
-        let mut data = name.to_vec();
-        data.push(0);
-        self.entry(b"././@LongLink", b'L', b"", &data)
-    }
-
-    /// The archive with its two zero end blocks.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.0.extend_from_slice(&[0u8; 1024]);
-        self.0
-    }
-
-    /// The bytes so far, without end blocks (for truncated archives).
-    pub fn unfinished(self) -> Vec<u8> {
-        self.0
-    }
-}
-
-/// gzip with flate2's default (deterministic) header.
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
-/// One layer blob of an image [`write_oci_layout`] writes.
-pub struct Layer {
-    pub blob: Vec<u8>,
-    pub media_type: &'static str,
-    /// sha256 hex of the uncompressed tar.
-    pub diff_id: String,
-}
-
-impl Layer {
-    pub fn tar(tar: Vec<u8>) -> Layer {
-        Layer {
-            diff_id: sha256_hex(&tar),
-            blob: tar,
-            media_type: "application/vnd.oci.image.layer.v1.tar",
-        }
-    }
-
-    pub fn gzip(tar: &[u8]) -> Layer {
-        Layer::gzipped(gzip(tar), sha256_hex(tar))
-    }
-
-    /// A gzip layer from already-compressed bytes and the digest of what they expand to.
-    pub fn gzipped(blob: Vec<u8>, diff_id: String) -> Layer {
-        Layer { blob, media_type: "application/vnd.oci.image.layer.v1.tar+gzip", diff_id }
-    }
-}
-
 /// Writes an OCI image layout holding one linux/amd64 image made of `layers` into `dir`
-/// (created), JSON written by hand. Returns the manifest's sha256 hex.
+/// (created). Returns the manifest's sha256 hex.
 pub fn write_oci_layout(dir: &Path, layers: &[Layer]) -> String {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| -> String {
-        let hex = sha256_hex(bytes);
-        fs::write(blobs.join(&hex), bytes).unwrap();
-        hex
-    };
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": {
-            "type": "layers",
-            "diff_ids": layers.iter().map(|l| format!("sha256:{}", l.diff_id)).collect::<Vec<_>>(),
-        },
-    }))
-    .unwrap();
-    let config_hex = put(&config);
-    let layer_descs: Vec<_> = layers
-        .iter()
-        .map(|l| {
-            json!({
-                "mediaType": l.media_type,
-                "digest": format!("sha256:{}", put(&l.blob)),
-                "size": l.blob.len(),
-            })
-        })
-        .collect();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": format!("sha256:{config_hex}"),
-            "size": config.len(),
-        },
-        "layers": layer_descs,
-    }))
-    .unwrap();
-    let manifest_hex = put(&manifest);
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{manifest_hex}"),
-            "size": manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": "latest" },
-        }],
-    }))
-    .unwrap();
-    fs::write(dir.join("index.json"), index).unwrap();
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    manifest_hex
+    let layout = OciLayout::new(layers);
+    layout.write(dir).unwrap_or_else(|e| panic!("writing {}: {e}", dir.display()));
+    layout.manifest
 }
 
 /// Packs an OCI image layout directory into an OCI archive (a tar of the layout).
 pub fn write_oci_archive(layout: &Path, archive: &Path) {
-    let mut b = tar::Builder::new(fs::File::create(archive).unwrap());
-    b.mode(tar::HeaderMode::Deterministic);
-    let mut paths = list_tree(layout);
-    paths.retain(|p| !p.ends_with('/'));
-    for p in paths {
-        b.append_path_with_name(layout.join(&p), &p).unwrap();
-    }
-    b.into_inner().unwrap().sync_all().unwrap();
+    let tar = tar_dir(layout).unwrap_or_else(|e| panic!("reading {}: {e}", layout.display()));
+    fs::write(archive, tar).unwrap_or_else(|e| panic!("writing {}: {e}", archive.display()));
 }
 
 /// The entries of a tar archive as (path, entry type byte, mode, uid, gid, mtime, size).
@@ -591,26 +406,55 @@ pub fn make_writable(path: &Path) {
     fs::set_permissions(path, p).unwrap();
 }
 
-/// Whether `program` can be run (found on PATH).
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
-        .status()
-        .is_ok_and(|s| s.success())
+// What each test needs from the machine (see [`Tool`] for the rule when it is missing).
+
+/// A tool only `CI=true` requires.
+const fn apt(name: &'static str, install: &'static str) -> Tool {
+    Tool { name, install, switch: None }
 }
 
-/// Whether `faketime` is installed and really changes the clock a child process sees.
-pub fn faketime_works() -> bool {
-    have("faketime")
-        && Command::new("faketime")
-            .args(["2031-05-06 07:08:09", "date", "-u", "+%Y"])
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"2031"))
+/// A tool of the boot and runner tests, required by `CAIRN_REQUIRE_QEMU=1` too.
+const fn boot(name: &'static str, install: &'static str) -> Tool {
+    Tool { name, install, switch: Some("CAIRN_REQUIRE_QEMU") }
 }
 
-/// Prints a loud skip note (shown with `--nocapture`, and in the output of failed tests).
-pub fn skip(what: &str, why: &str) {
-    eprintln!("\n*** SKIPPED: {what}: {why} ***\n");
+/// An independent validator, required by `CAIRN_REQUIRE_EXTERNAL=1` too.
+const fn external(name: &'static str, install: &'static str) -> Tool {
+    Tool { name, install, switch: Some("CAIRN_REQUIRE_EXTERNAL") }
+}
+
+pub const CPIO: Tool = apt("cpio", "apt-get install cpio");
+pub const ZSTD: Tool = apt("zstd", "apt-get install zstd");
+pub const SKOPEO: Tool = apt("skopeo", "apt-get install skopeo");
+pub const UMOCI: Tool = apt("umoci", "apt-get install umoci");
+pub const UNSHARE: Tool = apt("unshare", "apt-get install util-linux");
+pub const FAKETIME: Tool = apt("faketime", "apt-get install faketime");
+pub const QEMU: Tool = boot("qemu-system-x86_64", "bash .ci/qemu-setup");
+/// The Debian kernel and busybox-static packages the boot tests boot.
+pub const BOOT_DEBS: Tool =
+    boot("the Debian kernel and busybox-static .debs", "bash .ci/qemu-setup");
+/// The static busybox the runner tests put in their bundles.
+pub const BUSYBOX: Tool = boot("/bin/busybox", "apt-get install busybox-static");
+/// The Python validators of `tests/external/`.
+pub const PYTHON_VALIDATORS: Tool = external(
+    "python3 with spdx-tools, cyclonedx-python-lib, in-toto-attestation, securesystemslib",
+    "python3 -m pip install -r tests/external/requirements.txt",
+);
+/// `@sigstore/verify` for `tests/external/verify_bundle.mjs`.
+pub const SIGSTORE_JS: Tool =
+    external("node with @sigstore/verify", "npm ci --prefix tests/external/node");
+
+/// Whether `faketime` is installed and really changes the clock a child process sees; if
+/// not, see [`Tool::missing`].
+pub fn faketime_works(test: &str) -> bool {
+    let out = Command::new("faketime").args(["2031-05-06 07:08:09", "date", "-u", "+%Y"]).output();
+    let why = match out {
+        Ok(o) if o.stdout.starts_with(b"2031") => return true,
+        Ok(o) => format!("it does not fake the clock: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => format!("cannot run it: {e}"),
+    };
+    FAKETIME.missing(test, &why);
+    false
 }
 
 /// Every file under `dir` with its sha256 hex (for comparing OCI layout outputs).
@@ -625,14 +469,18 @@ pub fn hash_tree(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Imports the hello components into `t`'s store and builds every format with `--locked`
-/// into `out`; returns the build's outcome.
-pub fn build_hello(t: &TestDir, out: &Path) -> Outcome {
-    t.import_hello();
+/// `cairn build examples/hello.yml --locked -f tar -f kernel+initrd -f oci -o OUT` in `t`.
+pub fn hello_build(t: &TestDir, out: &Path) -> Cairn {
     t.cairn()
         .arg("build")
         .arg(repo().join("examples/hello.yml"))
         .args(["--locked", "-f", "tar", "-f", "kernel+initrd", "-f", "oci", "-o"])
         .arg(out)
-        .ok()
+}
+
+/// Imports the hello components into `t`'s store and builds every format with `--locked`
+/// into `out`; returns the build's outcome.
+pub fn build_hello(t: &TestDir, out: &Path) -> Outcome {
+    t.import_hello();
+    hello_build(t, out).ok()
 }

@@ -215,53 +215,9 @@ fn link_name<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Tars built header by header, so that hostile names reach the parser unchanged.
+    use crate::testkit::RawTar;
     use crate::tree::Content;
-
-    /// Builds a tar by hand so that hostile names reach the parser unchanged.
-    struct RawTar(Vec<u8>);
-
-    impl RawTar {
-        fn new() -> Self {
-            RawTar(Vec::new())
-        }
-        fn entry(mut self, name: &[u8], kind: u8, link: &[u8], data: &[u8]) -> Self {
-            let mut h = [0u8; 512];
-            h[..name.len()].copy_from_slice(name);
-            h[100..108].copy_from_slice(b"0000644\0");
-            h[108..116].copy_from_slice(b"0000000\0");
-            h[116..124].copy_from_slice(b"0000000\0");
-            h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
-            h[136..148].copy_from_slice(b"00000000000\0");
-            h[156] = kind;
-            h[157..157 + link.len()].copy_from_slice(link);
-            h[257..263].copy_from_slice(b"ustar\0");
-            h[263..265].copy_from_slice(b"00");
-            h[148..156].copy_from_slice(b"        ");
-            let sum: u32 = h.iter().map(|&b| b as u32).sum();
-            h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-            self.0.extend_from_slice(&h);
-            self.0.extend_from_slice(data);
-            let pad = (512 - data.len() % 512) % 512;
-            self.0.extend(std::iter::repeat_n(0, pad));
-            self
-        }
-        fn file(self, name: &str, data: &[u8]) -> Self {
-            self.entry(name.as_bytes(), b'0', b"", data)
-        }
-        fn dir(self, name: &str) -> Self {
-            self.entry(name.as_bytes(), b'5', b"", b"")
-        }
-        fn symlink(self, name: &str, target: &str) -> Self {
-            self.entry(name.as_bytes(), b'2', target.as_bytes(), b"")
-        }
-        fn hardlink(self, name: &str, target: &str) -> Self {
-            self.entry(name.as_bytes(), b'1', target.as_bytes(), b"")
-        }
-        fn finish(mut self) -> Vec<u8> {
-            self.0.extend_from_slice(&[0u8; 1024]);
-            self.0
-        }
-    }
 
     fn apply(tree: &mut Tree, bytes: &[u8]) -> Result<LayerStats, LayerError> {
         let mut budget = 1 << 20;
@@ -368,7 +324,7 @@ mod tests {
     #[test]
     fn truncated_data_is_an_error() {
         let mut t = Tree::new().unwrap();
-        let mut tar = RawTar::new().file("big", &[7u8; 2000]).0;
+        let mut tar = RawTar::new().file("big", &[7u8; 2000]).unfinished();
         tar.truncate(512 + 700);
         let err = apply(&mut t, &tar).unwrap_err();
         assert!(matches!(err, LayerError::Archive { .. }), "{err}");

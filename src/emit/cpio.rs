@@ -142,56 +142,7 @@ pub(crate) mod tests {
     use crate::emit::testutil::*;
     use crate::tree::{Content, Node};
 
-    #[derive(Debug, PartialEq, Eq)]
-    pub(crate) struct Entry {
-        pub name: String,
-        pub ino: u32,
-        pub mode: u32,
-        pub uid: u32,
-        pub gid: u32,
-        pub nlink: u32,
-        pub mtime: u32,
-        pub data: Vec<u8>,
-    }
-
-    /// A strict newc reader for tests: checks magic, padding and the trailer.
-    pub(crate) fn parse_newc(bytes: &[u8]) -> Vec<Entry> {
-        let mut pos = 0usize;
-        let mut out = Vec::new();
-        loop {
-            let h = &bytes[pos..pos + 110];
-            assert_eq!(&h[..6], b"070701", "magic at {pos}");
-            let field = |i: usize| {
-                let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap();
-                u32::from_str_radix(s, 16).unwrap()
-            };
-            let (size, namesize) = (field(6) as usize, field(11) as usize);
-            assert_eq!((field(7), field(8), field(9), field(10), field(12)), (0, 0, 0, 0, 0));
-            let name_start = pos + 110;
-            let name_bytes = &bytes[name_start..name_start + namesize];
-            assert_eq!(name_bytes.last(), Some(&0));
-            let name = std::str::from_utf8(&name_bytes[..namesize - 1]).unwrap().to_string();
-            let data_start = (name_start + namesize).next_multiple_of(4);
-            assert!(bytes[name_start + namesize..data_start].iter().all(|&b| b == 0));
-            let data = bytes[data_start..data_start + size].to_vec();
-            pos = (data_start + size).next_multiple_of(4);
-            assert!(bytes[data_start + size..pos].iter().all(|&b| b == 0));
-            if name == TRAILER {
-                assert_eq!(pos, bytes.len(), "bytes after the trailer");
-                return out;
-            }
-            out.push(Entry {
-                name,
-                ino: field(0),
-                mode: field(1),
-                uid: field(2),
-                gid: field(3),
-                nlink: field(4),
-                mtime: field(5),
-                data,
-            });
-        }
-    }
+    pub(crate) use crate::testkit::parse_newc;
 
     #[test]
     fn round_trips_with_sequential_inodes() {

@@ -10,6 +10,7 @@ use super::import::{ImportError, ImportOptions, import};
 use super::*;
 use crate::reference::ImageRef;
 use crate::source_date::SourceDate;
+use crate::testkit::RawTar;
 
 fn new_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -27,38 +28,12 @@ fn r(s: &str) -> ImageRef {
 
 /// A tar with regular files (and directories for names ending in '/').
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        if name.ends_with('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-        } else {
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-        }
-        h.set_mtime(0);
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    b.into_inner().unwrap()
+    RawTar::of(files)
 }
 
 /// A tar whose member names are written raw (so hostile names can be made).
 fn raw_tar(files: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
+    files.iter().fold(RawTar::new(), |t, (name, data)| t.entry(name, b'0', b"", data)).finish()
 }
 
 struct TestImage {
@@ -520,26 +495,13 @@ fn docker_save_tar(img: &TestImage, tags: &str) -> Vec<u8> {
     let config_json = String::from_utf8(config.1.clone())
         .unwrap()
         .replace(r#""diff_ids":["#, &format!(r#""diff_ids":["{}","#, img.layer));
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("abc/", &b""[..]),
-        ("abc/layer.tar", &layer[..]),
-        (&format!("{}.json", config.0.hex())[..], config_json.as_bytes()),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        if name.ends_with('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-        }
-        b.append_data(&mut h, name, data).unwrap();
-    }
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Symlink);
-    h.set_size(0);
-    b.append_link(&mut h, "def/layer.tar", "../abc/layer.tar").unwrap();
-    b.into_inner().unwrap()
+    RawTar::new()
+        .dir("abc/")
+        .file("abc/layer.tar", layer)
+        .file(&format!("{}.json", config.0.hex()), config_json.as_bytes())
+        .file("manifest.json", manifest.as_bytes())
+        .symlink("def/layer.tar", "../abc/layer.tar")
+        .finish()
 }
 
 #[test]

@@ -9,12 +9,12 @@ must be well-formed hex for its algorithm, and a predicate of type
 https://slsa.dev/provenance/v1 must parse strictly as the SLSA v1 Provenance protobuf and have
 the fields SLSA v1 requires: buildDefinition.buildType, buildDefinition.externalParameters,
 runDetails.builder.id, and for each resolvedDependency/byproduct one of uri, digest,
-content. Exit 0: all valid; 1: something invalid; 77: in-toto-attestation is not installed.
+content. Output and exit status: see validator.py.
 """
 import json
 import re
-import sys
-from importlib import metadata
+
+from validator import missing, run
 
 try:
     from google.protobuf import json_format
@@ -22,8 +22,7 @@ try:
     from in_toto_attestation.v1.statement import Statement
     from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 except ImportError as e:
-    print(f"in-toto-attestation is not installed: {e}", file=sys.stderr)
-    sys.exit(77)
+    missing("in-toto-attestation", e)
 
 SLSA_V1 = "https://slsa.dev/provenance/v1"
 HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40,
@@ -78,21 +77,12 @@ def documents(text):
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-if len(sys.argv) < 2:
-    print(__doc__, file=sys.stderr)
-    sys.exit(2)
-
-print(f"in-toto-attestation {metadata.version('in-toto-attestation')}")
-status = 0
-for path in sys.argv[1:]:
+def check(path):
     with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        docs = documents(text)
-        for doc in docs:
-            check_statement(doc)
-        print(f"valid {path} ({len(docs)} statement(s))")
-    except Exception as e:  # noqa: BLE001 - any failure means invalid
-        print(f"INVALID {path}: {type(e).__name__}: {e}")
-        status = 1
-sys.exit(status)
+        docs = documents(f.read())
+    for doc in docs:
+        check_statement(doc)
+    return f"{len(docs)} statement(s)"
+
+
+run(__doc__, "in-toto-attestation", check)
