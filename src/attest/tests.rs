@@ -15,6 +15,11 @@ use super::packages::{
 use super::*;
 use crate::emit::oci::rfc3339;
 
+/// A typed document as JSON, for assertions by path.
+fn json<T: serde::Serialize>(doc: &T) -> Value {
+    serde_json::to_value(doc).unwrap()
+}
+
 fn d(s: &str) -> Digest {
     Digest::of(s.as_bytes())
 }
@@ -146,12 +151,12 @@ fn hostile_fixture() -> BuildFacts {
 
 #[test]
 fn hostile_facts_still_give_unique_ids() {
-    let doc = sbom::spdx::document(&hostile_fixture());
+    let doc = json(&sbom::spdx::document(&hostile_fixture()));
     let ids: Vec<&str> =
         doc["packages"].as_array().unwrap().iter().map(|p| p["SPDXID"].as_str().unwrap()).collect();
     let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "{ids:?}");
-    let bom = sbom::cyclonedx::document(&hostile_fixture());
+    let bom = json(&sbom::cyclonedx::document(&hostile_fixture()));
     let refs: Vec<&str> = bom["components"]
         .as_array()
         .unwrap()
@@ -239,15 +244,15 @@ fn the_only_timestamp_is_the_source_date() {
 
 #[test]
 fn content_derived_ids_change_with_content() {
-    let a = sbom::spdx::document(&fixture());
+    let a = json(&sbom::spdx::document(&fixture()));
     let mut facts = fixture();
     facts.subjects[0].digest = d("other");
-    let b = sbom::spdx::document(&facts);
+    let b = json(&sbom::spdx::document(&facts));
     assert_ne!(a["documentNamespace"], b["documentNamespace"]);
     let ns = a["documentNamespace"].as_str().unwrap();
     assert!(ns.starts_with("https://cairn.dev/spdx/hello-"), "{ns}");
-    let ca = sbom::cyclonedx::document(&fixture());
-    let cb = sbom::cyclonedx::document(&facts);
+    let ca = json(&sbom::cyclonedx::document(&fixture()));
+    let cb = json(&sbom::cyclonedx::document(&facts));
     assert_ne!(ca["serialNumber"], cb["serialNumber"]);
 }
 
@@ -287,7 +292,7 @@ fn package_db_paths() {
 #[test]
 fn provenance_shape() {
     let facts = fixture();
-    let st = provenance::provenance_statement(&facts);
+    let st = json(&provenance::provenance_statement(&facts));
     assert_eq!(st["_type"], STATEMENT_TYPE);
     assert_eq!(st["predicateType"], provenance::PREDICATE_TYPE);
     let names: Vec<&str> =
@@ -314,10 +319,11 @@ fn sbom_statement_wraps_the_spdx_document() {
     let facts = fixture();
     let doc = sbom::spdx::document(&facts);
     let st = sbom_statement(&facts, &doc);
+    let line = to_json_line(&st);
+    let (st, doc) = (json(&st), json(&doc));
     assert_eq!(st["predicateType"], SPDX_PREDICATE_TYPE);
     assert_eq!(st["predicate"], doc);
-    assert_eq!(st["subject"], provenance::provenance_statement(&facts)["subject"]);
-    let line = to_json_line(&st);
+    assert_eq!(st["subject"], json(&provenance::provenance_statement(&facts))["subject"]);
     assert!(!line.contains(&b'\n'));
 }
 
@@ -397,14 +403,14 @@ impl Checks {
 #[test]
 fn external_spdx_validator() {
     let mut checks = Checks::new("validate_spdx.py", "sbom.spdx.example.json");
-    let doc = sbom::spdx::document(&fixture());
+    let doc = json(&sbom::spdx::document(&fixture()));
     checks.case("x.spdx.json", &doc, |d| {
         d["relationships"][0]["relatedSpdxElement"] = "SPDXRef-Nowhere".into();
     });
     checks.case("y.spdx.json", &doc, |d| {
         d["packages"][3]["licenseDeclared"] = "NotALicense AND".into();
     });
-    let hostile = sbom::spdx::document(&hostile_fixture());
+    let hostile = json(&sbom::spdx::document(&hostile_fixture()));
     checks.case("h.spdx.json", &hostile, |d| {
         d["SPDXID"] = "SPDXRef-DOC UMENT".into();
     });
@@ -414,14 +420,14 @@ fn external_spdx_validator() {
 #[test]
 fn external_cyclonedx_validator() {
     let mut checks = Checks::new("validate_cyclonedx.py", "sbom.cdx.example.json");
-    let doc = sbom::cyclonedx::document(&fixture());
+    let doc = json(&sbom::cyclonedx::document(&fixture()));
     checks.case("x.cdx.json", &doc, |d| {
         d["components"][0]["hashes"][0]["alg"] = "SHA-257".into();
     });
     checks.case("y.cdx.json", &doc, |d| {
         d["serialNumber"] = "urn:uuid:not-a-uuid".into();
     });
-    let hostile = sbom::cyclonedx::document(&hostile_fixture());
+    let hostile = json(&sbom::cyclonedx::document(&hostile_fixture()));
     checks.case("h.cdx.json", &hostile, |d| {
         d["metadata"]["timestamp"] = "yesterday".into();
     });
@@ -432,7 +438,7 @@ fn external_cyclonedx_validator() {
 fn external_intoto_validator() {
     let mut checks = Checks::new("validate_intoto.py", "provenance.example.json");
     let facts = fixture();
-    let prov = provenance::provenance_statement(&facts);
+    let prov = json(&provenance::provenance_statement(&facts));
     checks.case("prov.json", &prov, |d| {
         d["predicate"]["buildDefinition"].as_object_mut().map(|m| m.remove("buildType"));
     });
@@ -442,11 +448,11 @@ fn external_intoto_validator() {
     checks.case("prov3.json", &prov, |d| {
         d["_type"] = "https://in-toto.io/Statement/v0.1".into();
     });
-    let hostile = provenance::provenance_statement(&hostile_fixture());
+    let hostile = json(&provenance::provenance_statement(&hostile_fixture()));
     checks.case("prov4.json", &hostile, |d| {
         d["predicate"]["runDetails"]["builder"]["id"] = "".into();
     });
-    let st = sbom_statement(&facts, &sbom::spdx::document(&facts));
+    let st = json(&sbom_statement(&facts, &sbom::spdx::document(&facts)));
     checks.case("sbom.json", &st, |d| {
         d["subject"] = Value::Array(Vec::new());
     });
