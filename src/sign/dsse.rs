@@ -74,6 +74,14 @@ pub enum DsseError {
         /// What is wrong, with position where known.
         reason: String,
     },
+    /// A base64 field does not decode as strict standard base64.
+    #[error("malformed DSSE envelope: {field} is not standard base64: {source}")]
+    Base64 {
+        /// The field, e.g. `payload` or `signatures[0].sig`.
+        field: String,
+        /// The decoder's complaint.
+        source: base64::DecodeError,
+    },
     /// Larger than [`MAX_ENVELOPE_BYTES`].
     #[error("DSSE envelope is {size} bytes, over the {limit}-byte limit")]
     TooLarge {
@@ -171,8 +179,8 @@ pub(crate) struct WireEnvelope {
 }
 
 /// Strict base64: standard alphabet, canonical padding, no stray bits.
-pub(crate) fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, String> {
-    STANDARD.decode(text).map_err(|e| format!("{field} is not standard base64: {e}"))
+fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, DsseError> {
+    STANDARD.decode(text).map_err(|source| DsseError::Base64 { field: field.to_string(), source })
 }
 
 /// Sign `payload` as `payload_type` with `key`: an envelope with one signature whose keyid is
@@ -265,13 +273,13 @@ impl Envelope {
                 wire.signatures.len()
             )));
         }
-        let payload = decode_b64("payload", &wire.payload).map_err(malformed)?;
+        let payload = decode_b64("payload", &wire.payload)?;
         let signatures = wire
             .signatures
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                let sig = decode_b64(&format!("signatures[{i}].sig"), &s.sig).map_err(malformed)?;
+                let sig = decode_b64(&format!("signatures[{i}].sig"), &s.sig)?;
                 if sig.is_empty() {
                     return Err(malformed(format!("signatures[{i}].sig is empty")));
                 }

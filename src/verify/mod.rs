@@ -24,14 +24,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::attest::{SPDX_PREDICATE_TYPE, STATEMENT_TYPE, provenance};
+use crate::attest::intoto::{self, ResourceDescriptor, Statement};
+use crate::attest::sbom::spdx;
+use crate::attest::slsa::{self, Provenance};
+use crate::attest::{SPDX_PREDICATE_TYPE, STATEMENT_TYPE};
 use crate::digest::Digest;
 use crate::policy::{Policy, Timestamp};
-use crate::sign::bundle::{self, Bundle};
-use crate::sign::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::sign::bundle::{self, Bundle, BundleError};
+use crate::sign::dsse::{self, DsseError, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::sign::keys::PublicKey;
 
 pub mod artifact;
@@ -39,6 +41,7 @@ pub mod report;
 pub mod upstream;
 
 pub use artifact::subject_digest;
+use artifact::{ArtifactError, Links};
 pub use report::{ArtifactDigest, Check, Report};
 
 /// Largest attestation file read.
@@ -153,35 +156,39 @@ fn trusted_keys(req: &Request) -> Result<Vec<TrustedKey>, VerifyError> {
     Ok(out)
 }
 
-/// Which statement a signed envelope carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Provenance,
-    Sbom,
-}
-
-/// An in-toto Statement v1, parsed strictly.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Statement {
-    #[serde(rename = "_type")]
-    type_: String,
-    subject: Vec<Value>,
-    #[serde(rename = "predicateType")]
-    predicate_type: String,
-    predicate: Value,
+/// The predicate of a signed statement, typed by its predicate type.
+enum Predicate {
+    Provenance(Box<Provenance>),
+    Sbom(Box<spdx::Document>),
 }
 
 /// A statement whose envelope verified.
 struct SignedStatement {
     labels: Vec<String>,
-    kind: Kind,
+    predicate: Predicate,
     /// The statement's canonical payload bytes (for merging duplicates).
     payload: Vec<u8>,
-    statement: Value,
+    /// The statement as JSON, every field kept: unsigned copies must equal it exactly.
+    json: Value,
     subjects: Vec<(String, Digest)>,
     /// Ids of usable trusted keys whose signatures verified.
     signers: BTreeSet<String>,
+}
+
+impl SignedStatement {
+    fn provenance(&self) -> Option<&Provenance> {
+        match &self.predicate {
+            Predicate::Provenance(p) => Some(p),
+            Predicate::Sbom(_) => None,
+        }
+    }
+
+    fn sbom(&self) -> Option<&spdx::Document> {
+        match &self.predicate {
+            Predicate::Sbom(d) => Some(d),
+            Predicate::Provenance(_) => None,
+        }
+    }
 }
 
 /// The result of checking every signature of one envelope.
@@ -283,56 +290,43 @@ fn sources(req: &Request) -> Result<Vec<Source>, VerifyError> {
     Ok(out)
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
+/// Why an attestation file could not be read; the message is a failed check's detail.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    #[error(transparent)]
+    Read(#[from] ArtifactError),
+    #[error(transparent)]
+    Dsse(#[from] DsseError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// An attestation file (a symbolic link to one is followed: these are not subjects).
+fn read_attestation_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    Ok(artifact::read_bounded(path, MAX_ATTESTATION_FILE, Links::Follow)?)
+}
+
+/// The envelopes of a `.intoto.jsonl` file.
+fn read_jsonl(path: &Path) -> Result<Vec<Envelope>, FileError> {
+    Ok(dsse::parse_jsonl(&read_attestation_file(path)?)?)
+}
+
+/// The bundles of a `.sigstore.json` file: a JSON array of bundles, or one bundle.
+fn read_bundles(path: &Path) -> Result<Vec<Bundle>, FileError> {
+    let b = read_attestation_file(path)?;
+    if b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[') {
+        Ok(bundle::parse_collection(&b)?)
+    } else {
+        Ok(vec![Bundle::from_json(&b)?])
     }
-    if meta.len() > MAX_ATTESTATION_FILE {
-        return Err(format!("{} bytes, over the {MAX_ATTESTATION_FILE}-byte limit", meta.len()));
-    }
-    std::fs::read(path).map_err(|e| e.to_string())
 }
 
 fn file_label(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
-}
-
-/// Parses the subjects of a statement: non-empty, plain unique names, exactly a sha256.
-fn parse_subjects(list: &[Value]) -> Result<Vec<(String, Digest)>, String> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Subject {
-        name: String,
-        digest: DigestSet,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct DigestSet {
-        sha256: String,
-    }
-    if list.is_empty() {
-        return Err("the statement has no subjects".into());
-    }
-    let mut out = Vec::new();
-    let mut names = BTreeSet::new();
-    for v in list {
-        let s: Subject =
-            serde_json::from_value(v.clone()).map_err(|e| format!("malformed subject {v}: {e}"))?;
-        if s.name.is_empty() || s.name.contains('/') || s.name.starts_with('.') {
-            return Err(format!("subject name {:?} is not a plain file name", s.name));
-        }
-        let d = Digest::from_hex(&s.digest.sha256)
-            .ok_or_else(|| format!("subject {} has a malformed sha256", s.name))?;
-        if !names.insert(s.name.clone()) {
-            return Err(format!("duplicate subject {}", s.name));
-        }
-        out.push((s.name, d));
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Checks one envelope: signatures, payload type, statement shape and predicate type.
@@ -370,7 +364,7 @@ fn check_envelope(
         );
         return None;
     }
-    let statement: Statement = match serde_json::from_slice(envelope.payload()) {
+    let statement: Statement<Value> = match serde_json::from_slice(envelope.payload()) {
         Ok(s) => s,
         Err(e) => {
             r.fail("statement", format!("{label}: not an in-toto statement: {e}"));
@@ -384,38 +378,45 @@ fn check_envelope(
         );
         return None;
     }
-    let kind = match statement.predicate_type.as_str() {
-        provenance::PREDICATE_TYPE => Kind::Provenance,
-        SPDX_PREDICATE_TYPE => Kind::Sbom,
+    let parsed = match statement.predicate_type.as_str() {
+        slsa::PREDICATE_TYPE => serde_json::from_value(statement.predicate.clone())
+            .map(|p| Predicate::Provenance(Box::new(p)))
+            .map_err(|e| format!("the predicate is not a SLSA Provenance v1: {e}")),
+        SPDX_PREDICATE_TYPE => serde_json::from_value(statement.predicate.clone())
+            .map(|d| Predicate::Sbom(Box::new(d)))
+            .map_err(|e| format!("the predicate is not an SPDX 2.3 document: {e}")),
         other => {
             r.fail(
                 "predicate-type",
                 format!(
                     "{label}: unknown predicate type {other:?} (cairn accepts {} and {SPDX_PREDICATE_TYPE})",
-                    provenance::PREDICATE_TYPE
+                    slsa::PREDICATE_TYPE
                 ),
             );
             return None;
         }
     };
-    let subjects = match parse_subjects(&statement.subject) {
+    let predicate = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            r.fail("statement", format!("{label}: {e}"));
+            return None;
+        }
+    };
+    let subjects = match intoto::subjects(&statement.subject) {
         Ok(s) => s,
         Err(e) => {
             r.fail("subjects", format!("{label}: {e}"));
             return None;
         }
     };
-    let value = serde_json::json!({
-        "_type": statement.type_,
-        "subject": statement.subject,
-        "predicateType": statement.predicate_type,
-        "predicate": statement.predicate,
-    });
+    // Parsed before, so this cannot fail; a failure would drop the statement, not pass it.
+    let json = serde_json::from_slice(envelope.payload()).ok()?;
     Some(SignedStatement {
         labels: vec![label.to_owned()],
-        kind,
+        predicate,
         payload: envelope.payload().to_vec(),
-        statement: value,
+        json,
         subjects,
         signers: sigs.verified,
     })
@@ -441,9 +442,7 @@ fn read_statements(
         match source {
             Source::Jsonl(path) => {
                 let name = file_label(path);
-                let parsed = read_bounded(path)
-                    .and_then(|b| dsse::parse_jsonl(&b).map_err(|e| e.to_string()));
-                match parsed {
+                match read_jsonl(path) {
                     Err(e) => r.fail("attestations", format!("{name}: {e}")),
                     Ok(envs) if envs.is_empty() => {
                         r.fail("attestations", format!("{name}: holds no envelopes"))
@@ -461,15 +460,7 @@ fn read_statements(
             }
             Source::Bundles(path) => {
                 let name = file_label(path);
-                let parsed = read_bounded(path).and_then(|b| {
-                    let first = b.iter().find(|c| !c.is_ascii_whitespace());
-                    if first == Some(&b'[') {
-                        bundle::parse_collection(&b).map_err(|e| e.to_string())
-                    } else {
-                        Bundle::from_json(&b).map(|b| vec![b]).map_err(|e| e.to_string())
-                    }
-                });
-                match parsed {
+                match read_bundles(path) {
                     Err(e) => r.fail("attestations", format!("{name}: {e}")),
                     Ok(bundles) if bundles.is_empty() => {
                         r.fail("attestations", format!("{name}: holds no bundles"))
@@ -549,8 +540,8 @@ pub fn verify(req: &Request) -> Result<Outcome, VerifyError> {
     }
     let statements = read_statements(&sources, &trusted, &mut r);
     let provenances: Vec<&SignedStatement> =
-        statements.iter().filter(|s| s.kind == Kind::Provenance).collect();
-    let sboms: Vec<&SignedStatement> = statements.iter().filter(|s| s.kind == Kind::Sbom).collect();
+        statements.iter().filter(|s| s.provenance().is_some()).collect();
+    let sboms: Vec<&SignedStatement> = statements.iter().filter(|s| s.sbom().is_some()).collect();
     if policy.require.provenance && provenances.is_empty() {
         r.fail("provenance", "no signed SLSA provenance statement, and the policy requires one");
     }
@@ -605,7 +596,7 @@ pub fn verify(req: &Request) -> Result<Outcome, VerifyError> {
     check_packages(policy, &sboms, &mut r);
     let threshold_ok = check_threshold(policy, subject_statements, &trusted, &mut r);
     let components: Vec<upstream::UpstreamComponent> =
-        provenances.first().map(|p| components_of(&p.statement)).unwrap_or_default();
+        provenances.first().and_then(|p| p.provenance()).map(components_of).unwrap_or_default();
     r.checks.extend(upstream::check(&upstream::UpstreamInput {
         rules: &policy.upstream,
         components: &components,
@@ -676,12 +667,11 @@ fn check_artifacts(
             }
         }
         Target::Dir(dir) => {
-            let build_name = provenances.first().and_then(|p| {
-                p.statement
-                    .pointer("/predicate/buildDefinition/externalParameters/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
+            let build_name = provenances
+                .first()
+                .and_then(|p| p.provenance())
+                .and_then(|p| p.image_name())
+                .map(str::to_owned);
             let is_attestation = |n: &str| {
                 n.ends_with(".intoto.jsonl")
                     || n.ends_with(".sigstore.json")
@@ -748,14 +738,14 @@ fn check_unsigned_copy(
     r: &mut Report,
 ) {
     let (check, signed): (&str, Vec<&Value>) = if name.ends_with(".spdx.json") {
-        ("sbom-file", sboms.iter().map(|s| &s.statement["predicate"]).collect())
+        ("sbom-file", sboms.iter().filter_map(|s| s.json.get("predicate")).collect())
     } else if name.ends_with(".provenance.json") {
-        ("provenance-file", provenances.iter().map(|s| &s.statement).collect())
+        ("provenance-file", provenances.iter().map(|s| &s.json).collect())
     } else {
         return;
     };
-    let parsed = read_bounded(&dir.join(name))
-        .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
+    let parsed = read_attestation_file(&dir.join(name))
+        .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?));
     match parsed {
         Err(e) => r.fail(check, format!("{name}: {e}")),
         Ok(v) if signed.contains(&&v) => {
@@ -769,47 +759,22 @@ fn check_unsigned_copy(
     }
 }
 
-/// A resolved dependency of the provenance.
-#[derive(Deserialize)]
-struct Dependency {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    uri: Option<String>,
-    #[serde(default)]
-    digest: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, Value>>,
-}
-
-fn dependencies(statement: &Value) -> Result<Vec<Dependency>, String> {
-    match statement.pointer("/predicate/buildDefinition/resolvedDependencies") {
-        None => Ok(Vec::new()),
-        Some(v) => {
-            serde_json::from_value(v.clone()).map_err(|e| format!("resolvedDependencies: {e}"))
-        }
-    }
-}
-
-fn dep_label(d: &Dependency) -> String {
+fn dep_label(d: &ResourceDescriptor) -> String {
     d.name.clone().or_else(|| d.uri.clone()).unwrap_or_else(|| "(unnamed)".into())
 }
 
-fn dep_digest(d: &Dependency) -> Option<Digest> {
-    d.digest.as_ref()?.get("sha256").and_then(|h| Digest::from_hex(h))
-}
-
-fn components_of(statement: &Value) -> Vec<upstream::UpstreamComponent> {
-    let deps = dependencies(statement).unwrap_or_default();
-    deps.iter()
+/// The component images among the resolved dependencies: those with `role` and `reference`
+/// annotations, a name and a sha256.
+fn components_of(p: &Provenance) -> Vec<upstream::UpstreamComponent> {
+    p.build_definition
+        .resolved_dependencies
+        .iter()
         .filter_map(|d| {
-            let a = d.annotations.as_ref()?;
-            a.get("role")?.as_str()?;
-            let reference = a.get("reference")?.as_str()?.to_owned();
+            d.annotation("role")?;
             Some(upstream::UpstreamComponent {
                 name: d.name.clone()?,
-                reference,
-                digest: dep_digest(d)?,
+                reference: d.annotation("reference")?.to_owned(),
+                digest: d.sha256()?,
             })
         })
         .collect()
@@ -825,33 +790,29 @@ pub fn source_matches(prefix: &str, reference: &str) -> bool {
 /// Builder id, build type, pinned dependencies and component rules of one provenance.
 fn check_provenance(p: &SignedStatement, policy: &Policy, r: &mut Report) {
     let label = p.labels.join(", ");
-    let st = &p.statement;
-    let builder = st.pointer("/predicate/runDetails/builder/id").and_then(Value::as_str);
-    let build_type = st.pointer("/predicate/buildDefinition/buildType").and_then(Value::as_str);
+    let Some(prov) = p.provenance() else { return };
+    let builder = &prov.run_details.builder.id;
+    let build_type = &prov.build_definition.build_type;
     for (check, value, allowed, what) in [
         ("builder", builder, &policy.builders, "builder id"),
         ("build-type", build_type, &policy.build_types, "build type"),
     ] {
-        match (value, allowed) {
-            (None, _) => r.fail(check, format!("{label}: the provenance has no {what}")),
-            (Some(v), Some(list)) if !list.iter().any(|a| a == v) => r.fail(
+        match allowed {
+            Some(list) if !list.iter().any(|a| a == value) => r.fail(
                 check,
-                format!("{label}: {what} {v} is not allowed by the policy ({})", list.join(", ")),
+                format!(
+                    "{label}: {what} {value} is not allowed by the policy ({})",
+                    list.join(", ")
+                ),
             ),
-            (Some(v), Some(_)) => r.pass(check, format!("{what} {v} is allowed")),
-            (Some(v), None) => r.pass(check, format!("{what} {v} (any allowed)")),
+            Some(_) => r.pass(check, format!("{what} {value} is allowed")),
+            None => r.pass(check, format!("{what} {value} (any allowed)")),
         }
     }
-    let deps = match dependencies(st) {
-        Ok(d) => d,
-        Err(e) => {
-            r.fail("dependencies", format!("{label}: {e}"));
-            return;
-        }
-    };
+    let deps = &prov.build_definition.resolved_dependencies;
     let mut unpinned = Vec::new();
     for (i, d) in deps.iter().enumerate() {
-        if dep_digest(d).is_some() {
+        if d.sha256().is_some() {
             if d.digest.as_ref().is_some_and(|m| m.len() != 1) {
                 unpinned.push(format!("{} (digest algorithms other than sha256)", dep_label(d)));
             }
@@ -864,17 +825,13 @@ fn check_provenance(p: &SignedStatement, policy: &Policy, r: &mut Report) {
         // A Debian package an imported .deb brought is described by, and pinned through,
         // its component entry earlier in the list.
         let described = d.uri.as_deref().is_some_and(|u| u.starts_with("pkg:deb/"))
-            && d.annotations
-                .as_ref()
-                .and_then(|a| a.get("component"))
-                .and_then(Value::as_str)
-                .is_some_and(|c| {
-                    d.name.as_deref().is_some_and(|n| n.starts_with(&format!("{c}/deb/")))
-                        && deps
-                            .iter()
-                            .take(i)
-                            .any(|e| e.name.as_deref() == Some(c) && dep_digest(e).is_some())
-                });
+            && d.annotation("component").is_some_and(|c| {
+                d.name.as_deref().is_some_and(|n| n.starts_with(&format!("{c}/deb/")))
+                    && deps
+                        .iter()
+                        .take(i)
+                        .any(|e| e.name.as_deref() == Some(c) && e.sha256().is_some())
+            });
         if !described {
             unpinned.push(dep_label(d));
         }
@@ -893,14 +850,8 @@ fn check_provenance(p: &SignedStatement, policy: &Policy, r: &mut Report) {
     let rules = &policy.components;
     let denied: Vec<String> = deps
         .iter()
-        .filter(|d| dep_digest(d).is_some_and(|g| rules.denied_digests.contains(&g)))
-        .map(|d| {
-            format!(
-                "{} ({})",
-                dep_label(d),
-                dep_digest(d).map(|g| g.to_string()).unwrap_or_default()
-            )
-        })
+        .filter_map(|d| d.sha256().filter(|g| rules.denied_digests.contains(g)).map(|g| (d, g)))
+        .map(|(d, g)| format!("{} ({g})", dep_label(d)))
         .collect();
     if !rules.denied_digests.is_empty() {
         if denied.is_empty() {
@@ -911,7 +862,7 @@ fn check_provenance(p: &SignedStatement, policy: &Policy, r: &mut Report) {
     }
     if let Some(sources) = &rules.allowed_sources {
         let mut bad = Vec::new();
-        for c in components_of(st) {
+        for c in components_of(prov) {
             let ok = sources.as_slice().iter().any(|s| source_matches(s, &c.reference))
                 || rules.allowed_digests.contains(&c.digest);
             if !ok {
@@ -931,23 +882,13 @@ fn check_provenance(p: &SignedStatement, policy: &Policy, r: &mut Report) {
 
 /// OS packages of an SPDX document: (name, version) of packages with a `pkg:deb`,
 /// `pkg:apk` or `pkg:rpm` purl.
-fn os_packages(spdx: &Value) -> Vec<(String, Option<String>)> {
-    let Some(pkgs) = spdx.get("packages").and_then(Value::as_array) else { return Vec::new() };
-    pkgs.iter()
+fn os_packages(spdx: &spdx::Document) -> Vec<(String, Option<String>)> {
+    spdx.packages
+        .iter()
         .filter(|p| {
-            p.get("externalRefs").and_then(Value::as_array).is_some_and(|refs| {
-                refs.iter().any(|r| {
-                    r.get("referenceType").and_then(Value::as_str) == Some("purl")
-                        && r.get("referenceLocator").and_then(Value::as_str).is_some_and(|l| {
-                            ["pkg:deb/", "pkg:apk/", "pkg:rpm/"].iter().any(|t| l.starts_with(t))
-                        })
-                })
-            })
+            p.purls().any(|l| ["pkg:deb/", "pkg:apk/", "pkg:rpm/"].iter().any(|t| l.starts_with(t)))
         })
-        .filter_map(|p| {
-            let name = p.get("name")?.as_str()?.to_owned();
-            Some((name, p.get("versionInfo").and_then(Value::as_str).map(str::to_owned)))
-        })
+        .map(|p| (p.name.clone(), p.version_info.clone()))
         .collect()
 }
 
@@ -963,7 +904,7 @@ fn check_packages(policy: &Policy, sboms: &[&SignedStatement], r: &mut Report) {
     let mut hits = Vec::new();
     let mut count = 0;
     for s in sboms {
-        let pkgs = os_packages(&s.statement["predicate"]);
+        let pkgs = s.sbom().map(os_packages).unwrap_or_default();
         count += pkgs.len();
         for (name, version) in &pkgs {
             for rule in rules.iter().filter(|rule| &rule.name == name) {
