@@ -36,7 +36,7 @@ pub mod sbom;
 pub mod slsa;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use intoto::STATEMENT_TYPE;
 pub use json::{Document, to_json_bytes, to_json_line};
