@@ -2,7 +2,7 @@
 //!
 //! The statement's subjects are every output file with its sha256, sorted by name. The
 //! predicate:
-//! - `buildDefinition.buildType` is [`BUILD_TYPE`](super::BUILD_TYPE)
+//! - `buildDefinition.buildType` is [`BUILD_TYPE`]
 //!   (`https://cairn.dev/buildtypes/image/v1`). Its `externalParameters` are exactly the
 //!   inputs that change the output: `spec` (`path` for display, `digest.sha256` of its
 //!   bytes), `name` (output base name), `formats` (as given) and `sourceDateEpoch` (decimal

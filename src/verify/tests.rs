@@ -13,7 +13,12 @@ fn source_prefixes_match_at_boundaries() {
 
 // ---- what verify reads: unknown fields (SECURITY.md) ---------------------------------
 
+use serde_json::Value;
+
+use super::checks::os_packages;
+use super::statements::check_envelope;
 use crate::attest::{provenance, sbom, sbom_statement, to_json_line};
+use crate::sign::dsse::{self, IN_TOTO_PAYLOAD_TYPE};
 use crate::sign::keys::{Algorithm, SigningKey};
 
 /// A statement of the attest fixture as JSON, to be edited.
