@@ -30,7 +30,7 @@ pub struct Provenance {
 pub struct BuildDefinition {
     pub build_type: String,
     pub external_parameters: ExternalParameters,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub internal_parameters: Option<InternalParameters>,
     /// cairn always writes the list (empty when the build read nothing pinned).
     #[serde(default)]
@@ -71,7 +71,7 @@ pub struct SpecParameter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InternalParameters {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cairn_version: Option<String>,
 }
 
@@ -81,9 +81,9 @@ pub struct InternalParameters {
 pub struct RunDetails {
     pub builder: Builder,
     /// cairn writes none (no invocation id, no wall-clock times).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BuildMetadata>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub byproducts: Option<Vec<ResourceDescriptor>>,
 }
 
@@ -92,9 +92,9 @@ pub struct RunDetails {
 #[serde(rename_all = "camelCase")]
 pub struct Builder {
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub builder_dependencies: Option<Vec<ResourceDescriptor>>,
 }
 
@@ -102,11 +102,11 @@ pub struct Builder {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildMetadata {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub invocation_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub started_on: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_on: Option<String>,
 }
 

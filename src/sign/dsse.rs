@@ -74,14 +74,6 @@ pub enum DsseError {
         /// What is wrong, with position where known.
         reason: String,
     },
-    /// A base64 field does not decode as strict standard base64.
-    #[error("malformed DSSE envelope: {field} is not standard base64: {source}")]
-    Base64 {
-        /// The field, e.g. `payload` or `signatures[0].sig`.
-        field: String,
-        /// The decoder's complaint.
-        source: base64::DecodeError,
-    },
     /// Larger than [`MAX_ENVELOPE_BYTES`].
     #[error("DSSE envelope is {size} bytes, over the {limit}-byte limit")]
     TooLarge {
@@ -180,7 +172,9 @@ pub(crate) struct WireEnvelope {
 
 /// Strict base64: standard alphabet, canonical padding, no stray bits.
 fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, DsseError> {
-    STANDARD.decode(text).map_err(|source| DsseError::Base64 { field: field.to_string(), source })
+    STANDARD.decode(text).map_err(|e| DsseError::Malformed {
+        reason: format!("{field} is not standard base64: {e}"),
+    })
 }
 
 /// Sign `payload` as `payload_type` with `key`: an envelope with one signature whose keyid is

@@ -301,55 +301,47 @@ pub(super) fn read_statements(
         }
     };
     for source in sources {
-        match source {
-            Source::Jsonl(path) => {
-                let name = file_label(path);
-                match read_jsonl(path) {
-                    Err(e) => r.fail("attestations", format!("{name}: {e}")),
-                    Ok(envs) if envs.is_empty() => {
-                        r.fail("attestations", format!("{name}: holds no envelopes"))
-                    }
-                    Ok(envs) => {
-                        r.pass("attestations", format!("{name}: {} DSSE envelopes", envs.len()));
-                        for (i, env) in envs.iter().enumerate() {
-                            let label = format!("{name}#{}", i + 1);
-                            if let Some(s) = check_envelope(&label, env, trusted, r) {
-                                push(s, &mut out);
-                            }
-                        }
-                    }
-                }
+        // Each envelope with its bundle's key hint (JSON Lines envelopes have none).
+        let (path, what, read) = match source {
+            Source::Jsonl(p) => (
+                p,
+                ("envelopes", "DSSE envelopes"),
+                read_jsonl(p).map(|envs| envs.into_iter().map(|e| (None, e)).collect::<Vec<_>>()),
+            ),
+            Source::Bundles(p) => (
+                p,
+                ("bundles", "Sigstore bundles"),
+                read_bundles(p).map(|bs| {
+                    bs.into_iter()
+                        .map(|b| (Some(b.hint().to_owned()), b.envelope().clone()))
+                        .collect()
+                }),
+            ),
+        };
+        let name = file_label(path);
+        let envelopes = match read {
+            Err(e) => {
+                r.fail("attestations", format!("{name}: {e}"));
+                continue;
             }
-            Source::Bundles(path) => {
-                let name = file_label(path);
-                match read_bundles(path) {
-                    Err(e) => r.fail("attestations", format!("{name}: {e}")),
-                    Ok(bundles) if bundles.is_empty() => {
-                        r.fail("attestations", format!("{name}: holds no bundles"))
-                    }
-                    Ok(bundles) => {
-                        r.pass(
-                            "attestations",
-                            format!("{name}: {} Sigstore bundles", bundles.len()),
-                        );
-                        for (i, b) in bundles.iter().enumerate() {
-                            let label = format!("{name}#{}", i + 1);
-                            if !trusted.iter().any(|k| k.id == b.hint()) {
-                                r.fail(
-                                    "signature",
-                                    format!(
-                                        "{label}: the bundle's key hint {} names no trusted key",
-                                        b.hint()
-                                    ),
-                                );
-                                continue;
-                            }
-                            if let Some(s) = check_envelope(&label, b.envelope(), trusted, r) {
-                                push(s, &mut out);
-                            }
-                        }
-                    }
-                }
+            Ok(envs) if envs.is_empty() => {
+                r.fail("attestations", format!("{name}: holds no {}", what.0));
+                continue;
+            }
+            Ok(envs) => envs,
+        };
+        r.pass("attestations", format!("{name}: {} {}", envelopes.len(), what.1));
+        for (i, (hint, env)) in envelopes.iter().enumerate() {
+            let label = format!("{name}#{}", i + 1);
+            if let Some(hint) = hint.as_deref().filter(|h| !trusted.iter().any(|k| k.id == *h)) {
+                r.fail(
+                    "signature",
+                    format!("{label}: the bundle's key hint {hint} names no trusted key"),
+                );
+                continue;
+            }
+            if let Some(s) = check_envelope(&label, env, trusted, r) {
+                push(s, &mut out);
             }
         }
     }

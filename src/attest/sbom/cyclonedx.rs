@@ -36,7 +36,7 @@ pub struct Bom {
     pub bom_format: String,
     pub spec_version: String,
     /// `None` only while [`document`] takes the digest the serial number is made from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
     pub version: u32,
     pub metadata: Metadata,
@@ -63,14 +63,14 @@ pub struct Tools {
 pub struct Component {
     #[serde(rename = "type")]
     pub type_: String,
-    #[serde(rename = "bom-ref", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
     pub bom_ref: Option<String>,
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub purl: Option<String>,
-    #[serde(rename = "mime-type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "mime-type", skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashes: Vec<Hash>,
@@ -79,7 +79,7 @@ pub struct Component {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<Property>,
     /// Sub-components; written (possibly empty) only for the image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub components: Option<Vec<Component>>,
 }
 
@@ -116,9 +116,9 @@ pub enum LicenseChoice {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct License {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
