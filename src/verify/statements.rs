@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::artifact::{self, ArtifactError, Links};
@@ -226,7 +227,10 @@ pub(super) fn check_envelope(
         );
         return None;
     }
-    let statement: Statement<Value> = match serde_json::from_slice(envelope.payload()) {
+    // The statement as JSON (kept whole for the unsigned copies), then typed from it.
+    let parsed = serde_json::from_slice::<Value>(envelope.payload())
+        .and_then(|json| Ok((Statement::<Value>::deserialize(&json)?, json)));
+    let (statement, json) = match parsed {
         Ok(s) => s,
         Err(e) => {
             r.fail("statement", format!("{label}: not an in-toto statement: {e}"));
@@ -241,10 +245,10 @@ pub(super) fn check_envelope(
         return None;
     }
     let parsed = match statement.predicate_type.as_str() {
-        slsa::PREDICATE_TYPE => serde_json::from_value(statement.predicate.clone())
+        slsa::PREDICATE_TYPE => Provenance::deserialize(&statement.predicate)
             .map(|p| Predicate::Provenance(Box::new(p)))
             .map_err(|e| format!("the predicate is not a SLSA Provenance v1: {e}")),
-        SPDX_PREDICATE_TYPE => serde_json::from_value(statement.predicate.clone())
+        SPDX_PREDICATE_TYPE => spdx::Document::deserialize(&statement.predicate)
             .map(|d| Predicate::Sbom(Box::new(d)))
             .map_err(|e| format!("the predicate is not an SPDX 2.3 document: {e}")),
         other => {
@@ -272,8 +276,6 @@ pub(super) fn check_envelope(
             return None;
         }
     };
-    // Parsed before, so this cannot fail; a failure would drop the statement, not pass it.
-    let json = serde_json::from_slice(envelope.payload()).ok()?;
     Some(SignedStatement {
         labels: vec![label.to_owned()],
         predicate,
