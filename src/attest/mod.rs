@@ -21,22 +21,25 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use crate::digest::Digest;
 use crate::source_date::SourceDate;
 
 pub mod facts;
+pub mod intoto;
+pub mod json;
 pub mod license;
 pub mod os_release;
 pub mod packages;
 pub mod provenance;
 pub mod purl;
 pub mod sbom;
+pub mod slsa;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
+pub use intoto::STATEMENT_TYPE;
+pub use json::{Document, to_json_bytes, to_json_line};
 pub use os_release::OsRelease;
 pub use packages::{OsPackage, PackageKind};
 
@@ -47,9 +50,6 @@ pub const BUILD_TYPE: &str = "https://cairn.dev/buildtypes/image/v1";
 /// The builder id used when the user sets none: a build on the user's own machine, trusted
 /// only as far as that machine is. CI systems should set their own (e.g. the workflow URI).
 pub const DEFAULT_BUILDER_ID: &str = "https://cairn.dev/builder/local/v1";
-
-/// The in-toto Statement type every attestation uses.
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 
 /// The predicate type of the SBOM attestation ([`sbom_statement`]).
 pub const SPDX_PREDICATE_TYPE: &str = "https://spdx.dev/Document/v2.3";
@@ -174,54 +174,28 @@ pub fn component_packages(dbs: &[PackageDb]) -> (Vec<OsPackage>, Option<OsReleas
 
 /// The SBOM attestation: an in-toto Statement v1 over the same subjects as the provenance,
 /// with the SPDX document as its predicate.
-pub fn sbom_statement(facts: &BuildFacts, spdx_doc: &Value) -> Value {
-    sbom_statement_for(&subjects_json(facts), spdx_doc)
+pub fn sbom_statement(facts: &BuildFacts, spdx_doc: &sbom::spdx::Document) -> SbomStatement {
+    sbom_statement_for(subjects(facts), spdx_doc.clone())
 }
 
+/// The SBOM statement as [`sbom_statement`] makes it.
+pub type SbomStatement = intoto::Statement<sbom::spdx::Document>;
+
 /// [`sbom_statement`] from the subjects of an existing provenance statement (for signing
-/// outputs after the build, where only the files are at hand).
-pub fn sbom_statement_for(subjects: &Value, spdx_doc: &Value) -> Value {
-    serde_json::json!({
-        "_type": STATEMENT_TYPE,
-        "subject": subjects,
-        "predicateType": SPDX_PREDICATE_TYPE,
-        "predicate": spdx_doc,
-    })
+/// outputs after the build, where only the files are at hand; the SPDX document may then be
+/// the file's JSON as read, so that it is signed as it is).
+pub fn sbom_statement_for<P>(
+    subjects: Vec<intoto::ResourceDescriptor>,
+    spdx_doc: P,
+) -> intoto::Statement<P> {
+    intoto::Statement::new(subjects, SPDX_PREDICATE_TYPE, spdx_doc)
 }
 
 /// in-toto subjects, sorted by name (then digest).
-fn subjects_json(facts: &BuildFacts) -> Value {
+fn subjects(facts: &BuildFacts) -> Vec<intoto::ResourceDescriptor> {
     let mut subjects: Vec<&Subject> = facts.subjects.iter().collect();
     subjects.sort();
-    subjects
-        .iter()
-        .map(|s| serde_json::json!({"name": s.name, "digest": {"sha256": s.digest.hex()}}))
-        .collect()
-}
-
-/// Serializes a document deterministically: object keys sorted (whatever serde_json's
-/// `preserve_order` feature says), two-space indentation, a final newline.
-pub fn to_json_bytes(doc: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(&sorted(doc)).unwrap_or_default();
-    out.push(b'\n');
-    out
-}
-
-/// Serializes a document deterministically on one line (for DSSE payloads and JSON Lines).
-pub fn to_json_line(doc: &Value) -> Vec<u8> {
-    serde_json::to_vec(&sorted(doc)).unwrap_or_default()
-}
-
-fn sorted(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
+    subjects.iter().map(|s| intoto::ResourceDescriptor::subject(&s.name, &s.digest)).collect()
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ` of the source date: the only time any attestation carries.

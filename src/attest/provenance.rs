@@ -2,7 +2,7 @@
 //!
 //! The statement's subjects are every output file with its sha256, sorted by name. The
 //! predicate:
-//! - `buildDefinition.buildType` is [`BUILD_TYPE`](super::BUILD_TYPE)
+//! - `buildDefinition.buildType` is [`BUILD_TYPE`]
 //!   (`https://cairn.dev/buildtypes/image/v1`). Its `externalParameters` are exactly the
 //!   inputs that change the output: `spec` (`path` for display, `digest.sha256` of its
 //!   bytes), `name` (output base name), `formats` (as given) and `sourceDateEpoch` (decimal
@@ -19,19 +19,21 @@
 //!   maps `cairn` to its version. There is no `metadata`: no invocation id (it would be
 //!   random) and no `startedOn`/`finishedOn` (wall-clock time); no byproducts.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::reference::ImageRef;
 
-use super::{BUILD_TYPE, BuildFacts, Component, STATEMENT_TYPE, packages, purl, subjects_json};
+use super::intoto::{ResourceDescriptor, Statement, digest_set};
+use super::slsa::{
+    BuildDefinition, Builder, ExternalParameters, ImageParameters, InternalParameters, Provenance,
+    RunDetails, SpecParameter,
+};
+use super::{BUILD_TYPE, BuildFacts, Component, packages, purl, subjects};
 
-/// The provenance predicate type.
-pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
-
-fn digest_set(d: &Digest) -> Value {
-    json!({ "sha256": d.hex() })
-}
+pub use super::slsa::PREDICATE_TYPE;
 
 /// `oci://<registry>/<repository>@sha256:<hex>` for a blob of the component's repository.
 fn blob_uri(c: &Component, d: &Digest) -> String {
@@ -39,77 +41,88 @@ fn blob_uri(c: &Component, d: &Digest) -> String {
     format!("oci://{repo}@{d}")
 }
 
-fn component_dependencies(c: &Component, out: &mut Vec<Value>) {
+/// String annotations.
+fn annotations<const N: usize>(pairs: [(&str, &str); N]) -> Option<BTreeMap<String, Value>> {
+    Some(pairs.into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect())
+}
+
+fn component_dependencies(c: &Component, out: &mut Vec<ResourceDescriptor>) {
     let id = format!("{}/{}", c.role, c.name);
-    out.push(json!({
-        "name": id,
-        "uri": purl::oci(&c.reference, &c.digest),
-        "digest": digest_set(&c.digest),
-        "annotations": { "role": c.role, "reference": c.reference },
-    }));
-    let mut blob = |part: String, d: &Digest, extra: Map<String, Value>| {
-        let mut rd = Map::new();
-        rd.insert("name".into(), json!(format!("{id}/{part}")));
-        rd.insert("uri".into(), json!(blob_uri(c, d)));
-        rd.insert("digest".into(), digest_set(d));
-        rd.extend(extra);
-        out.push(Value::Object(rd));
+    out.push(ResourceDescriptor {
+        name: Some(id.clone()),
+        uri: Some(purl::oci(&c.reference, &c.digest)),
+        digest: Some(digest_set(&c.digest)),
+        annotations: annotations([("role", &c.role), ("reference", &c.reference)]),
+        ..Default::default()
+    });
+    let blob = |part: String, d: &Digest| ResourceDescriptor {
+        name: Some(format!("{id}/{part}")),
+        uri: Some(blob_uri(c, d)),
+        digest: Some(digest_set(d)),
+        ..Default::default()
     };
     if let Some(index) = c.index.filter(|i| *i != c.digest) {
-        blob("index".into(), &index, Map::new());
+        out.push(blob("index".into(), &index));
     }
-    blob("manifest".into(), &c.manifest, Map::new());
-    blob("config".into(), &c.config, Map::new());
+    out.push(blob("manifest".into(), &c.manifest));
+    out.push(blob("config".into(), &c.config));
     for (i, layer) in c.layers.iter().enumerate() {
-        let mut extra = Map::new();
-        extra.insert("mediaType".into(), json!(layer.media_type));
-        extra.insert("annotations".into(), json!({ "size": layer.size.to_string() }));
-        blob(format!("layers/{i}"), &layer.digest, extra);
+        out.push(ResourceDescriptor {
+            media_type: Some(layer.media_type.clone()),
+            annotations: annotations([("size", &layer.size.to_string())]),
+            ..blob(format!("layers/{i}"), &layer.digest)
+        });
     }
     for p in packages::from_deb_labels(&c.labels) {
-        out.push(json!({
-            "name": format!("{id}/deb/{}", p.name),
-            "uri": purl::os_package(&p, c.os_release.as_ref()),
-            "annotations": { "component": id },
-        }));
+        out.push(ResourceDescriptor {
+            name: Some(format!("{id}/deb/{}", p.name)),
+            uri: Some(purl::os_package(&p, c.os_release.as_ref())),
+            annotations: annotations([("component", &id)]),
+            ..Default::default()
+        });
     }
 }
 
 /// The provenance statement of a build.
-pub fn provenance_statement(facts: &BuildFacts) -> Value {
+pub fn provenance_statement(facts: &BuildFacts) -> Statement<Provenance> {
     let mut deps = Vec::new();
     for c in &facts.components {
         component_dependencies(c, &mut deps);
     }
     for f in &facts.files {
-        deps.push(json!({
-            "name": f.source,
-            "uri": format!("file:{}", purl::encode_path(&f.source)),
-            "digest": digest_set(&f.digest),
-        }));
+        deps.push(ResourceDescriptor {
+            name: Some(f.source.clone()),
+            uri: Some(format!("file:{}", purl::encode_path(&f.source))),
+            digest: Some(digest_set(&f.digest)),
+            ..Default::default()
+        });
     }
-    json!({
-        "_type": STATEMENT_TYPE,
-        "subject": subjects_json(facts),
-        "predicateType": PREDICATE_TYPE,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": {
-                    "spec": { "path": facts.spec_path, "digest": digest_set(&facts.spec_digest) },
-                    "name": facts.name,
-                    "formats": facts.formats,
-                    "sourceDateEpoch": facts.source_date.secs().to_string(),
+    let predicate = Provenance {
+        build_definition: BuildDefinition {
+            build_type: BUILD_TYPE.to_string(),
+            external_parameters: ExternalParameters::Image(ImageParameters {
+                spec: SpecParameter {
+                    path: facts.spec_path.clone(),
+                    digest: digest_set(&facts.spec_digest),
                 },
-                "internalParameters": { "cairnVersion": facts.cairn_version },
-                "resolvedDependencies": deps,
-            },
-            "runDetails": {
-                "builder": {
-                    "id": facts.builder_id,
-                    "version": { "cairn": facts.cairn_version },
-                },
-            },
+                name: facts.name.clone(),
+                formats: facts.formats.clone(),
+                source_date_epoch: facts.source_date.secs().to_string(),
+            }),
+            internal_parameters: Some(InternalParameters {
+                cairn_version: Some(facts.cairn_version.clone()),
+            }),
+            resolved_dependencies: deps,
         },
-    })
+        run_details: RunDetails {
+            builder: Builder {
+                id: facts.builder_id.clone(),
+                version: Some(BTreeMap::from([("cairn".to_string(), facts.cairn_version.clone())])),
+                builder_dependencies: None,
+            },
+            metadata: None,
+            byproducts: None,
+        },
+    };
+    Statement::new(subjects(facts), PREDICATE_TYPE, predicate)
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
+use crate::attest::intoto::{self, ResourceDescriptor, Statement};
 use crate::attest::{STATEMENT_TYPE, sbom_statement_for};
 use crate::digest::Digest;
 use crate::sign::attestations::sign_statements;
@@ -46,16 +47,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let provenance_path = args.dir.join(format!("{name}.provenance.json"));
     let provenance = read_json(&provenance_path)?;
-    if provenance.get("_type").and_then(Value::as_str) != Some(STATEMENT_TYPE) {
-        anyhow::bail!("reading {}: not an in-toto Statement v1", provenance_path.display());
-    }
-    let subjects = provenance.get("subject").cloned().unwrap_or(Value::Null);
-    if let Err(reason) = check_subjects(&args.dir, &subjects) {
+    // Signed as read (`provenance`); parsed only for its type and subjects.
+    let statement: Statement<Value> = serde_json::from_value(provenance.clone())
+        .ok()
+        .filter(|s: &Statement<Value>| s.type_ == STATEMENT_TYPE)
+        .with_context(|| {
+            format!("reading {}: not an in-toto Statement v1", provenance_path.display())
+        })?;
+    if let Err(reason) = check_subjects(&args.dir, &statement.subject) {
         eprintln!("cairn: refusing to sign {}: {reason}", args.dir.display());
         return Ok(ExitCode::from(super::EXIT_REJECTED));
     }
     let spdx = read_json(&args.dir.join(format!("{name}.spdx.json")))?;
-    let sbom = sbom_statement_for(&subjects, &spdx);
+    let sbom = sbom_statement_for(statement.subject, spdx);
     let signed = sign_statements(&provenance, &sbom, &key)
         .with_context(|| format!("signing {}", provenance_path.display()))?;
     for (file, bytes) in [
@@ -100,21 +104,10 @@ fn only_provenance_name(dir: &Path) -> anyhow::Result<String> {
 
 /// Re-hashes every subject: a file's sha256, or for an OCI layout directory the digest of
 /// the manifest its index.json names (checked against the blob itself).
-fn check_subjects(dir: &Path, subjects: &Value) -> Result<(), String> {
-    let list =
-        subjects.as_array().filter(|l| !l.is_empty()).ok_or("the statement has no subjects")?;
-    for s in list {
-        let name = s.get("name").and_then(Value::as_str).ok_or("a subject has no name")?;
-        if name.contains('/') || name.starts_with('.') {
-            return Err(format!("subject name {name:?} is not a plain file name"));
-        }
-        let want = s
-            .pointer("/digest/sha256")
-            .and_then(Value::as_str)
-            .and_then(Digest::from_hex)
-            .ok_or_else(|| format!("subject {name} has no sha256 digest"))?;
+fn check_subjects(dir: &Path, subjects: &[ResourceDescriptor]) -> Result<(), String> {
+    for (name, want) in intoto::subjects(subjects).map_err(|e| e.to_string())? {
         let have =
-            crate::verify::subject_digest(&dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+            crate::verify::subject_digest(&dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
         if have != want {
             return Err(format!("{name} is {have}, but the provenance says {want}"));
         }

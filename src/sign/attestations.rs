@@ -6,12 +6,10 @@
 //! ([`crate::attest::to_json_line`]), so signing the same statements with the same key
 //! gives the same bytes, whether at build time or later with `cairn sign`.
 
-use serde_json::Value;
-
 use super::bundle::{self, BundleError};
 use super::dsse::{self, DsseError, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::keys::SigningKey;
-use crate::attest::to_json_line;
+use crate::attest::{Document, to_json_line};
 
 /// Why signing failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,16 +29,18 @@ pub struct SignedAttestations {
     pub sigstore_json: Vec<u8>,
 }
 
-/// Signs the provenance and SBOM statements with `key`.
-pub fn sign_statements(
-    provenance: &Value,
-    sbom: &Value,
+/// Signs the provenance and SBOM statements with `key`: the typed statements of a build, or
+/// statements read back as JSON (`cairn sign`), which give the same payloads.
+pub fn sign_statements<P: Document, S: Document>(
+    provenance: &P,
+    sbom: &S,
     key: &SigningKey,
 ) -> Result<SignedAttestations, AttestationSignError> {
     let mut envelopes = Vec::new();
     let mut bundles = Vec::new();
-    for (what, statement) in [("provenance", provenance), ("SBOM", sbom)] {
-        let envelope = dsse::sign(IN_TOTO_PAYLOAD_TYPE, &to_json_line(statement), key)
+    for (what, payload) in [("provenance", to_json_line(provenance)), ("SBOM", to_json_line(sbom))]
+    {
+        let envelope = dsse::sign(IN_TOTO_PAYLOAD_TYPE, &payload, key)
             .map_err(|source| AttestationSignError::Dsse { what, source })?;
         let b = bundle::bundle_for(&envelope, key.public_key())
             .map_err(|source| AttestationSignError::Bundle { what, source })?;

@@ -171,8 +171,10 @@ pub(crate) struct WireEnvelope {
 }
 
 /// Strict base64: standard alphabet, canonical padding, no stray bits.
-pub(crate) fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, String> {
-    STANDARD.decode(text).map_err(|e| format!("{field} is not standard base64: {e}"))
+fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, DsseError> {
+    STANDARD.decode(text).map_err(|e| DsseError::Malformed {
+        reason: format!("{field} is not standard base64: {e}"),
+    })
 }
 
 /// Sign `payload` as `payload_type` with `key`: an envelope with one signature whose keyid is
@@ -265,13 +267,13 @@ impl Envelope {
                 wire.signatures.len()
             )));
         }
-        let payload = decode_b64("payload", &wire.payload).map_err(malformed)?;
+        let payload = decode_b64("payload", &wire.payload)?;
         let signatures = wire
             .signatures
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                let sig = decode_b64(&format!("signatures[{i}].sig"), &s.sig).map_err(malformed)?;
+                let sig = decode_b64(&format!("signatures[{i}].sig"), &s.sig)?;
                 if sig.is_empty() {
                     return Err(malformed(format!("signatures[{i}].sig is empty")));
                 }

@@ -4,7 +4,7 @@
 //! Each file is read once, in [`CHUNK`]-byte reads, straight into SHA-256 (sha2 picks the
 //! SHA-NI instructions at run time when the CPU has them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -19,9 +19,80 @@ pub const CHUNK: usize = 1024 * 1024;
 /// Largest JSON document of an OCI layout (index, manifest) read into memory.
 const MAX_OCI_JSON: u64 = 4 * 1024 * 1024;
 
+/// Why an artifact has no digest, or a file could not be read. The messages are the details
+/// of failed checks in the verify report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArtifactError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("is a symbolic link")]
+    Symlink,
+    #[error("is not a regular file")]
+    NotRegular,
+    #[error("is {size} bytes, more than the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    /// `what` is the part of the OCI layout the cause is about.
+    #[error("{what}: {source}")]
+    In { what: String, source: Box<ArtifactError> },
+    #[error("{what}: {source}")]
+    Json { what: &'static str, source: serde_json::Error },
+    #[error("an OCI layout holds exactly blobs/, index.json and oci-layout; found {found}")]
+    LayoutEntries { found: String },
+    #[error("oci-layout is not {{\"imageLayoutVersion\":\"1.0.0\"}}")]
+    LayoutVersion,
+    /// A field of `index.json` or the manifest has a value cairn never writes.
+    #[error("{file}: {problem}")]
+    Unexpected { file: &'static str, problem: &'static str },
+    #[error("index.json names {count} manifests; a cairn OCI output has exactly one")]
+    ManifestCount { count: usize },
+    #[error("index.json: manifest media type {0:?}")]
+    ManifestMediaType(String),
+    #[error("blobs/ must hold only sha256/; found {found}")]
+    BlobAlgorithms { found: String },
+    #[error(
+        "blobs/sha256 differs from what the manifest references (extra: {extra:?}; missing: {missing:?})"
+    )]
+    BlobSet { extra: Vec<String>, missing: Vec<String> },
+    #[error("blob {0} is not a regular file")]
+    BlobNotRegular(String),
+    /// `what` names the blob (`manifest blob sha256:…`, `blob sha256:…`).
+    #[error("{what} does not match its digest or size")]
+    BlobMismatch { what: String },
+}
+
+impl ArtifactError {
+    fn within(what: impl Into<String>) -> impl FnOnce(ArtifactError) -> ArtifactError {
+        let what = what.into();
+        move |e| ArtifactError::In { what, source: Box::new(e) }
+    }
+}
+
+/// Whether [`read_bounded`] follows a symbolic link or refuses it (as not a regular file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    Follow,
+    Refuse,
+}
+
+/// The bytes of a regular file of at most `limit` bytes.
+pub fn read_bounded(path: &Path, limit: u64, links: Links) -> Result<Vec<u8>, ArtifactError> {
+    let meta = match links {
+        Links::Follow => std::fs::metadata(path)?,
+        Links::Refuse => std::fs::symlink_metadata(path)?,
+    };
+    if !meta.is_file() {
+        return Err(ArtifactError::NotRegular);
+    }
+    if meta.len() > limit {
+        return Err(ArtifactError::TooLarge { size: meta.len(), limit });
+    }
+    Ok(std::fs::read(path)?)
+}
+
 /// The sha256 and length of a regular file, read once.
-pub fn hash_file(path: &Path) -> Result<(Digest, u64), String> {
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
+pub fn hash_file(path: &Path) -> Result<(Digest, u64), ArtifactError> {
+    let mut file = File::open(path)?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -29,7 +100,7 @@ pub fn hash_file(path: &Path) -> Result<(Digest, u64), String> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         hasher.update(buf.get(..n).unwrap_or_default());
     }
@@ -43,16 +114,16 @@ pub fn hash_file(path: &Path) -> Result<(Digest, u64), String> {
 /// and other file types are refused.
 ///
 /// `cairn sign` and `cairn verify` both use this, so they agree on what a subject's digest is.
-pub fn subject_digest(path: &Path) -> Result<Digest, String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+pub fn subject_digest(path: &Path) -> Result<Digest, ArtifactError> {
+    let meta = std::fs::symlink_metadata(path)?;
     if meta.file_type().is_symlink() {
-        return Err("is a symbolic link".into());
+        return Err(ArtifactError::Symlink);
     }
     if meta.is_dir() {
         return oci_layout_digest(path);
     }
     if !meta.is_file() {
-        return Err("is not a regular file".into());
+        return Err(ArtifactError::NotRegular);
     }
     hash_file(path).map(|(d, _)| d)
 }
@@ -86,86 +157,81 @@ struct Manifest {
     layers: Vec<Descriptor>,
 }
 
-fn read_small(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
+/// A small JSON document of the layout, parsed; errors name `what`.
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, ArtifactError> {
+    let bytes =
+        read_bounded(path, MAX_OCI_JSON, Links::Refuse).map_err(ArtifactError::within(what))?;
+    serde_json::from_slice(&bytes).map_err(|source| ArtifactError::Json { what, source })
+}
+
+/// File names in `dir`, lossily decoded.
+fn names_in(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        out.push(e?.file_name().to_string_lossy().into_owned());
     }
-    if meta.len() > MAX_OCI_JSON {
-        return Err(format!("is {} bytes, more than {MAX_OCI_JSON}", meta.len()));
-    }
-    std::fs::read(path).map_err(|e| e.to_string())
+    Ok(out)
 }
 
 /// See [`subject_digest`].
-fn oci_layout_digest(dir: &Path) -> Result<Digest, String> {
-    let mut top: Vec<String> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let e = e.map_err(|e| e.to_string())?;
-        top.push(e.file_name().to_string_lossy().into_owned());
-    }
+fn oci_layout_digest(dir: &Path) -> Result<Digest, ArtifactError> {
+    let mut top = names_in(dir)?;
     top.sort();
     if top != ["blobs", "index.json", "oci-layout"] {
-        return Err(format!(
-            "an OCI layout holds exactly blobs/, index.json and oci-layout; found {}",
-            top.join(", ")
-        ));
+        return Err(ArtifactError::LayoutEntries { found: top.join(", ") });
     }
-    let layout = read_small(&dir.join("oci-layout")).map_err(|e| format!("oci-layout: {e}"))?;
-    let layout: serde_json::Value =
-        serde_json::from_slice(&layout).map_err(|e| format!("oci-layout: {e}"))?;
+    let layout: serde_json::Value = read_json(&dir.join("oci-layout"), "oci-layout")?;
     if layout != serde_json::json!({"imageLayoutVersion": "1.0.0"}) {
-        return Err("oci-layout is not {\"imageLayoutVersion\":\"1.0.0\"}".into());
+        return Err(ArtifactError::LayoutVersion);
     }
-    let index = read_small(&dir.join("index.json")).map_err(|e| format!("index.json: {e}"))?;
-    let index: Index = serde_json::from_slice(&index).map_err(|e| format!("index.json: {e}"))?;
+    let index: Index = read_json(&dir.join("index.json"), "index.json")?;
+    let unexpected = |problem| ArtifactError::Unexpected { file: "index.json", problem };
     if index.schema_version != 2 {
-        return Err("index.json: schemaVersion is not 2".into());
+        return Err(unexpected("schemaVersion is not 2"));
     }
     if index.media_type.as_deref().is_some_and(|m| m != crate::emit::oci::MEDIA_TYPE_INDEX) {
-        return Err("index.json: unexpected mediaType".into());
+        return Err(unexpected("unexpected mediaType"));
     }
     let [m] = index.manifests.as_slice() else {
-        return Err(format!(
-            "index.json names {} manifests; a cairn OCI output has exactly one",
-            index.manifests.len()
-        ));
+        return Err(ArtifactError::ManifestCount { count: index.manifests.len() });
     };
     if m.media_type != crate::emit::oci::MEDIA_TYPE_MANIFEST {
-        return Err(format!("index.json: manifest media type {:?}", m.media_type));
+        return Err(ArtifactError::ManifestMediaType(m.media_type.clone()));
     }
     if m.annotations.keys().any(|k| k != crate::emit::oci::ANNOTATION_REF_NAME) {
-        return Err("index.json: unexpected manifest annotations".into());
+        return Err(unexpected("unexpected manifest annotations"));
     }
     let _ = &m.platform;
     let blobs_dir = dir.join("blobs");
-    let mut algs: Vec<String> = Vec::new();
-    for e in std::fs::read_dir(&blobs_dir).map_err(|e| format!("blobs: {e}"))? {
-        algs.push(e.map_err(|e| e.to_string())?.file_name().to_string_lossy().into_owned());
-    }
+    let algs = names_in(&blobs_dir).map_err(|e| ArtifactError::within("blobs")(e.into()))?;
     if algs != ["sha256"] {
-        return Err(format!("blobs/ must hold only sha256/; found {}", algs.join(", ")));
+        return Err(ArtifactError::BlobAlgorithms { found: algs.join(", ") });
     }
     let sha_dir = blobs_dir.join("sha256");
-    let mut present: BTreeMap<String, ()> = BTreeMap::new();
-    for e in std::fs::read_dir(&sha_dir).map_err(|e| format!("blobs/sha256: {e}"))? {
-        present
-            .insert(e.map_err(|e| e.to_string())?.file_name().to_string_lossy().into_owned(), ());
-    }
-    let manifest_bytes = read_small(&sha_dir.join(m.digest.hex()))
-        .map_err(|e| format!("manifest blob {}: {e}", m.digest))?;
+    let present: BTreeSet<String> = names_in(&sha_dir)
+        .map_err(|e| ArtifactError::within("blobs/sha256")(e.into()))?
+        .into_iter()
+        .collect();
+    let manifest_bytes = read_bounded(&sha_dir.join(m.digest.hex()), MAX_OCI_JSON, Links::Refuse)
+        .map_err(ArtifactError::within(format!("manifest blob {}", m.digest)))?;
     if Digest::of(&manifest_bytes) != m.digest || manifest_bytes.len() as u64 != m.size {
-        return Err(format!("manifest blob {} does not match its digest or size", m.digest));
+        return Err(ArtifactError::BlobMismatch { what: format!("manifest blob {}", m.digest) });
     }
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| format!("manifest: {e}"))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|source| ArtifactError::Json { what: "manifest", source })?;
     if manifest.schema_version != 2
         || manifest
             .media_type
             .as_deref()
             .is_some_and(|t| t != crate::emit::oci::MEDIA_TYPE_MANIFEST)
     {
-        return Err("manifest: unexpected schemaVersion or mediaType".into());
+        return Err(ArtifactError::Unexpected {
+            file: "manifest",
+            problem: "unexpected schemaVersion or mediaType",
+        });
     }
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     expected.insert(m.digest.hex(), m.size);
@@ -173,27 +239,30 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, String> {
         expected.insert(d.digest.hex(), d.size);
         let _ = (&d.media_type, &d.annotations, &d.platform);
     }
-    let present: Vec<&String> = present.keys().collect();
-    let wanted: Vec<&String> = expected.keys().collect();
-    if present != wanted {
-        let extra: Vec<&&String> = present.iter().filter(|p| !expected.contains_key(**p)).collect();
-        let missing: Vec<&&String> = wanted.iter().filter(|w| !present.contains(w)).collect();
-        return Err(format!(
-            "blobs/sha256 differs from what the manifest references (extra: {extra:?}; missing: {missing:?})"
-        ));
+    let wanted: BTreeSet<&String> = expected.keys().collect();
+    if present.iter().ne(wanted.iter().copied()) {
+        return Err(ArtifactError::BlobSet {
+            extra: present.iter().filter(|p| !expected.contains_key(*p)).cloned().collect(),
+            missing: wanted
+                .iter()
+                .filter(|w| !present.contains(**w))
+                .map(|w| (*w).clone())
+                .collect(),
+        });
     }
     for (hex, size) in &expected {
         if *hex == m.digest.hex() {
             continue;
         }
         let path = sha_dir.join(hex);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("blob {hex}: {e}"))?;
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| ArtifactError::within(format!("blob {hex}"))(e.into()))?;
         if !meta.is_file() {
-            return Err(format!("blob {hex} is not a regular file"));
+            return Err(ArtifactError::BlobNotRegular(hex.clone()));
         }
-        let (d, len) = hash_file(&path).map_err(|e| format!("blob {hex}: {e}"))?;
+        let (d, len) = hash_file(&path).map_err(ArtifactError::within(format!("blob {hex}")))?;
         if d.hex() != *hex || len != *size {
-            return Err(format!("blob sha256:{hex} does not match its digest or size"));
+            return Err(ArtifactError::BlobMismatch { what: format!("blob sha256:{hex}") });
         }
     }
     Ok(m.digest)

@@ -9,11 +9,11 @@
 //! with no matching component, a component with no bundle, or a bundle that does not verify
 //! is a failed check: upstream rules fail closed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::policy::{Timestamp, UpstreamRule, UpstreamSigner};
-use crate::sigstore::{Artifact, TrustAnchor, verify_bundle};
+use crate::sigstore::{Artifact, SigstoreError, TrustAnchor, verify_bundle};
 
 use super::report::Check;
 use super::source_matches;
@@ -43,6 +43,26 @@ pub struct UpstreamInput<'a> {
 /// Upper bound on one bundle file.
 const MAX_BUNDLE: u64 = 16 << 20;
 
+/// Why a component's upstream signature was not accepted (a failed check's detail).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    #[error("{reference} must be signed upstream, but no --upstream-bundles directory was given")]
+    NoBundlesDir { reference: String },
+    #[error("{reference}: no upstream bundle ({}: {source})", file.display())]
+    NoBundle { reference: String, file: PathBuf, source: std::io::Error },
+    #[error("{}: bundle larger than {MAX_BUNDLE} bytes", file.display())]
+    TooLarge { file: PathBuf },
+    #[error("{}: {source}", file.display())]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("trusted root {}: {source}", path.display())]
+    TrustedRoot { path: PathBuf, source: std::io::Error },
+    #[error("upstream rule {reference}: keyless needs a trustedRoot")]
+    KeylessWithoutRoot { reference: String },
+    #[error("{reference} {digest}: upstream signature rejected: {source}")]
+    Rejected { reference: String, digest: Digest, source: SigstoreError },
+}
+
 /// The checks for the policy's `upstream:` rules: none when there are no rules.
 pub fn check(input: &UpstreamInput<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -63,7 +83,7 @@ pub fn check(input: &UpstreamInput<'_>) -> Vec<Check> {
         for c in matching {
             let (ok, detail) = match check_one(rule, c, input.bundles_dir) {
                 Ok(detail) => (true, detail),
-                Err(reason) => (false, reason),
+                Err(reason) => (false, reason.to_string()),
             };
             checks.push(Check { name: format!("upstream {}", c.name), ok, detail });
         }
@@ -75,25 +95,28 @@ fn check_one(
     rule: &UpstreamRule,
     c: &UpstreamComponent,
     bundles_dir: Option<&Path>,
-) -> Result<String, String> {
-    let dir = bundles_dir.ok_or_else(|| {
-        format!(
-            "{} must be signed upstream, but no --upstream-bundles directory was given",
-            c.reference
-        )
-    })?;
+) -> Result<String, UpstreamError> {
+    let reference = || c.reference.clone();
+    let dir = bundles_dir.ok_or_else(|| UpstreamError::NoBundlesDir { reference: reference() })?;
     let file = dir.join(format!("sha256-{}.sigstore.json", c.digest.hex()));
-    let len = std::fs::metadata(&file)
-        .map_err(|e| format!("{}: no upstream bundle ({}: {e})", c.reference, file.display()))?
-        .len();
-    if len > MAX_BUNDLE {
-        return Err(format!("{}: bundle larger than {MAX_BUNDLE} bytes", file.display()));
-    }
-    let bundle = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let trusted_root = match &rule.trusted_root {
-        Some(p) => {
-            Some(std::fs::read(p).map_err(|e| format!("trusted root {}: {e}", p.display()))?)
+    let len = match std::fs::metadata(&file) {
+        Ok(m) => m.len(),
+        Err(source) => {
+            return Err(UpstreamError::NoBundle { reference: reference(), file, source });
         }
+    };
+    if len > MAX_BUNDLE {
+        return Err(UpstreamError::TooLarge { file });
+    }
+    let bundle = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(source) => return Err(UpstreamError::Read { file, source }),
+    };
+    let trusted_root = match &rule.trusted_root {
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|source| UpstreamError::TrustedRoot { path: p.clone(), source })?,
+        ),
         None => None,
     };
     let anchor = match &rule.signer {
@@ -105,12 +128,16 @@ fn check_one(
                 identity: certificate_identity.clone(),
                 issuer: certificate_oidc_issuer.clone(),
                 trusted_root_json: trusted_root.ok_or_else(|| {
-                    format!("upstream rule {}: keyless needs a trustedRoot", rule.reference)
+                    UpstreamError::KeylessWithoutRoot { reference: rule.reference.clone() }
                 })?,
             }
         }
     };
     verify_bundle(&bundle, Artifact::Digest(c.digest), &anchor)
         .map(|_| format!("{} {} signed upstream ({})", c.reference, c.digest, file.display()))
-        .map_err(|e| format!("{} {}: upstream signature rejected: {e}", c.reference, c.digest))
+        .map_err(|source| UpstreamError::Rejected {
+            reference: reference(),
+            digest: c.digest,
+            source,
+        })
 }

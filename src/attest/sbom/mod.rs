@@ -1,6 +1,6 @@
 //! SBOMs of an image: [`spdx`] (SPDX 2.3 JSON) and [`cyclonedx`] (CycloneDX 1.6 JSON).
 //!
-//! Both describe the same [`Inventory`]: the image (with its output files), its component
+//! Both describe the same `Inventory`: the image (with its output files), its component
 //! images, their layers and the OS packages found in them, each listed once and sorted, so
 //! the documents do not depend on the order facts were collected in (beyond what content
 //! says). The same package (same purl) in two components is one entry that both contain.

@@ -13,10 +13,15 @@
 //! Nothing is random or timed: `created` is the source date, ids derive from names and
 //! digests, and `documentNamespace` is `https://cairn.dev/spdx/<name>-<sha256>` where the
 //! digest is over the document's own canonical bytes with the namespace left out.
+//!
+//! The types ([`Document`], [`Package`], …) hold the SPDX 2.3 fields cairn writes and
+//! `verify` reads (the packages' names, versions and purls, for a policy's package rules).
+//! Fields SPDX marks required are required; unknown fields are ignored on reading, since SPDX
+//! documents from other producers carry fields cairn does not model (files, snippets, …).
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::attest::license::Declared;
 use crate::attest::{BuildFacts, OsPackage, PackageKind, sanitize_id, timestamp, to_json_line};
@@ -30,33 +35,142 @@ pub const NAMESPACE_PREFIX: &str = "https://cairn.dev/spdx/";
 const NOASSERTION: &str = "NOASSERTION";
 const IMAGE_ID: &str = "SPDXRef-Image";
 
-fn purl_ref(purl: &str) -> Value {
-    json!([{
-        "referenceCategory": "PACKAGE-MANAGER",
-        "referenceType": "purl",
-        "referenceLocator": purl,
-    }])
+/// An SPDX 2.3 document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    pub spdx_version: String,
+    pub data_license: String,
+    #[serde(rename = "SPDXID")]
+    pub spdx_id: String,
+    pub name: String,
+    /// `None` only while [`document`] takes the digest the namespace is made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_namespace: Option<String>,
+    pub creation_info: CreationInfo,
+    #[serde(default)]
+    pub packages: Vec<Package>,
+    #[serde(default)]
+    pub relationships: Vec<Relationship>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has_extracted_licensing_infos: Vec<ExtractedLicense>,
 }
 
-fn sha256(d: &Digest) -> Value {
-    json!([{ "algorithm": "SHA256", "checksumValue": d.hex() }])
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreationInfo {
+    pub created: String,
+    pub creators: Vec<String>,
+}
+
+/// An SPDX package. cairn fills every optional field it knows for every package except
+/// those noted in the module doc; absent fields are not written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Package {
+    #[serde(rename = "SPDXID")]
+    pub spdx_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_info: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_file_name: Option<String>,
+    pub download_location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_analyzed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_concluded: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_declared: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copyright_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supplier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_info: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_package_purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksums: Vec<Checksum>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_refs: Vec<ExternalRef>,
+}
+
+impl Package {
+    /// The locators of the package's `purl` external references.
+    pub fn purls(&self) -> impl Iterator<Item = &str> {
+        self.external_refs
+            .iter()
+            .filter(|r| r.reference_type == "purl")
+            .map(|r| r.reference_locator.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checksum {
+    pub algorithm: String,
+    pub checksum_value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalRef {
+    pub reference_category: String,
+    pub reference_type: String,
+    pub reference_locator: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Relationship {
+    pub spdx_element_id: String,
+    pub relationship_type: String,
+    pub related_spdx_element: String,
+}
+
+/// A `LicenseRef-…` with the licence text cairn found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtractedLicense {
+    pub license_id: String,
+    pub extracted_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn purl_ref(purl: &str) -> Vec<ExternalRef> {
+    vec![ExternalRef {
+        reference_category: "PACKAGE-MANAGER".into(),
+        reference_type: "purl".into(),
+        reference_locator: purl.into(),
+    }]
+}
+
+fn sha256(d: &Digest) -> Vec<Checksum> {
+    vec![Checksum { algorithm: "SHA256".into(), checksum_value: d.hex() }]
 }
 
 /// A package with the fields every cairn package shares.
-fn package(id: &str, name: &str, purpose: &str) -> serde_json::Map<String, Value> {
-    let v = json!({
-        "SPDXID": id,
-        "name": name,
-        "downloadLocation": NOASSERTION,
-        "filesAnalyzed": false,
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": NOASSERTION,
-        "copyrightText": NOASSERTION,
-        "primaryPackagePurpose": purpose,
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
+fn package(id: &str, name: &str, purpose: &str) -> Package {
+    let noassertion = || Some(NOASSERTION.to_string());
+    Package {
+        spdx_id: id.into(),
+        name: name.into(),
+        version_info: None,
+        package_file_name: None,
+        download_location: NOASSERTION.into(),
+        files_analyzed: Some(false),
+        license_concluded: noassertion(),
+        license_declared: noassertion(),
+        copyright_text: noassertion(),
+        supplier: None,
+        source_info: None,
+        comment: None,
+        primary_package_purpose: Some(purpose.into()),
+        checksums: Vec::new(),
+        external_refs: Vec::new(),
     }
 }
 
@@ -73,36 +187,38 @@ fn supplier(maintainer: &str) -> Option<String> {
     Some(format!("Person: {name} ({email})"))
 }
 
-fn os_package(id: &str, purl: &str, p: &OsPackage, refs: &mut BTreeMap<String, String>) -> Value {
+fn os_package(id: &str, purl: &str, p: &OsPackage, refs: &mut BTreeMap<String, String>) -> Package {
     let mut m = package(id, &p.name, "LIBRARY");
-    m.insert("versionInfo".into(), json!(p.version));
-    m.insert("externalRefs".into(), purl_ref(purl));
+    m.version_info = Some(p.version.clone());
+    m.external_refs = purl_ref(purl);
     if let Some(declared) = p.license.as_deref().and_then(Declared::classify) {
         let spdx = declared.spdx();
         if let Declared::Other(text) = &declared {
             refs.insert(spdx.clone(), text.clone());
         }
-        m.insert("licenseDeclared".into(), json!(spdx));
+        m.license_declared = Some(spdx);
     }
-    if let Some(s) = p.maintainer.as_deref().and_then(supplier) {
-        m.insert("supplier".into(), json!(s));
-    }
+    m.supplier = p.maintainer.as_deref().and_then(supplier);
     if let Some(src) = &p.source {
         let what = match p.kind {
             PackageKind::Deb => "source package",
             PackageKind::Apk => "origin",
         };
-        m.insert("sourceInfo".into(), json!(format!("built package from {what}: {src}")));
+        m.source_info = Some(format!("built package from {what}: {src}"));
     }
-    Value::Object(m)
+    m
 }
 
-fn relationship(a: &str, ty: &str, b: &str) -> (String, String, String) {
-    (a.to_string(), ty.to_string(), b.to_string())
+fn relationship(a: &str, ty: &str, b: &str) -> Relationship {
+    Relationship {
+        spdx_element_id: a.to_string(),
+        relationship_type: ty.to_string(),
+        related_spdx_element: b.to_string(),
+    }
 }
 
 /// The SPDX 2.3 document of a build.
-pub fn document(facts: &BuildFacts) -> Value {
+pub fn document(facts: &BuildFacts) -> Document {
     let inv = Inventory::new(facts);
     let mut ids = Ids::default();
     ids.alloc(IMAGE_ID.to_string());
@@ -111,16 +227,13 @@ pub fn document(facts: &BuildFacts) -> Value {
     let mut license_refs: BTreeMap<String, String> = BTreeMap::new();
 
     let mut image = package(IMAGE_ID, &facts.name, "OPERATING-SYSTEM");
-    image.insert(
-        "comment".into(),
-        json!(format!(
-            "Built by cairn from {} (sha256:{}), formats: {}",
-            facts.spec_path,
-            facts.spec_digest.hex(),
-            facts.formats.join(", ")
-        )),
-    );
-    packages.push(Value::Object(image));
+    image.comment = Some(format!(
+        "Built by cairn from {} (sha256:{}), formats: {}",
+        facts.spec_path,
+        facts.spec_digest.hex(),
+        facts.formats.join(", ")
+    ));
+    packages.push(image);
     rels.push(relationship("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_ID));
 
     let mut subjects: Vec<_> = facts.subjects.iter().collect();
@@ -128,9 +241,9 @@ pub fn document(facts: &BuildFacts) -> Value {
     for s in subjects {
         let id = ids.alloc(format!("SPDXRef-Artifact-{}", sanitize_id(&s.name)));
         let mut m = package(&id, &s.name, "FILE");
-        m.insert("packageFileName".into(), json!(s.name));
-        m.insert("checksums".into(), sha256(&s.digest));
-        packages.push(Value::Object(m));
+        m.package_file_name = Some(s.name.clone());
+        m.checksums = sha256(&s.digest);
+        packages.push(m);
         rels.push(relationship(IMAGE_ID, "GENERATES", &id));
     }
 
@@ -138,12 +251,10 @@ pub fn document(facts: &BuildFacts) -> Value {
     for (digest, layer) in &inv.layers {
         let id = ids.alloc(format!("SPDXRef-Layer-{}", digest.hex()));
         let mut m = package(&id, &digest.to_string(), "ARCHIVE");
-        m.insert("checksums".into(), sha256(digest));
-        m.insert(
-            "comment".into(),
-            json!(format!("OCI layer, media type {}, {} bytes", layer.media_type, layer.size)),
-        );
-        packages.push(Value::Object(m));
+        m.checksums = sha256(digest);
+        m.comment =
+            Some(format!("OCI layer, media type {}, {} bytes", layer.media_type, layer.size));
+        packages.push(m);
         layer_ids.insert(*digest, id);
     }
 
@@ -163,9 +274,9 @@ pub fn document(facts: &BuildFacts) -> Value {
         let c = entry.component;
         let id = ids.alloc(sanitize_id(&format!("SPDXRef-Component-{}-{}", c.role, c.name)));
         let mut m = package(&id, &c.name, "CONTAINER");
-        m.insert("versionInfo".into(), json!(component_version(c)));
-        m.insert("checksums".into(), sha256(&c.manifest));
-        m.insert("externalRefs".into(), purl_ref(&entry.purl));
+        m.version_info = Some(component_version(c));
+        m.checksums = sha256(&c.manifest);
+        m.external_refs = purl_ref(&entry.purl);
         let mut comment = format!(
             "{} component {}, image {} at {}, manifest {}, config {}",
             c.role, c.name, c.reference, c.digest, c.manifest, c.config
@@ -176,8 +287,8 @@ pub fn document(facts: &BuildFacts) -> Value {
                 os.pretty_name.clone().unwrap_or_else(|| os.id.clone())
             ));
         }
-        m.insert("comment".into(), json!(comment));
-        packages.push(Value::Object(m));
+        m.comment = Some(comment);
+        packages.push(m);
         rels.push(relationship(IMAGE_ID, "CONTAINS", &id));
         for d in &entry.layers {
             if let Some(l) = layer_ids.get(d) {
@@ -191,37 +302,33 @@ pub fn document(facts: &BuildFacts) -> Value {
         }
     }
 
-    packages.sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
+    packages.sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
     rels.sort();
     rels.dedup();
-    let relationships: Vec<Value> = rels
-        .iter()
-        .map(|(a, ty, b)| {
-            json!({ "spdxElementId": a, "relationshipType": ty, "relatedSpdxElement": b })
-        })
-        .collect();
 
-    let mut doc = json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": facts.name,
-        "creationInfo": {
-            "created": timestamp(facts.source_date),
-            "creators": [format!("Tool: cairn-{}", facts.cairn_version)],
+    let mut doc = Document {
+        spdx_version: "SPDX-2.3".into(),
+        data_license: "CC0-1.0".into(),
+        spdx_id: "SPDXRef-DOCUMENT".into(),
+        name: facts.name.clone(),
+        document_namespace: None,
+        creation_info: CreationInfo {
+            created: timestamp(facts.source_date),
+            creators: vec![format!("Tool: cairn-{}", facts.cairn_version)],
         },
-        "packages": packages,
-        "relationships": relationships,
-    });
-    if !license_refs.is_empty() {
-        let infos: Vec<Value> = license_refs
-            .iter()
-            .map(|(id, text)| json!({ "licenseId": id, "extractedText": text, "name": text }))
-            .collect();
-        doc["hasExtractedLicensingInfos"] = json!(infos);
-    }
+        packages,
+        relationships: rels,
+        has_extracted_licensing_infos: license_refs
+            .into_iter()
+            .map(|(id, text)| ExtractedLicense {
+                license_id: id,
+                extracted_text: text.clone(),
+                name: Some(text),
+            })
+            .collect(),
+    };
     let content = Digest::of(&to_json_line(&doc));
-    doc["documentNamespace"] =
-        json!(format!("{NAMESPACE_PREFIX}{}-{}", sanitize_id(&facts.name), content.hex()));
+    doc.document_namespace =
+        Some(format!("{NAMESPACE_PREFIX}{}-{}", sanitize_id(&facts.name), content.hex()));
     doc
 }
