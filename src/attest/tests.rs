@@ -13,7 +13,7 @@ use super::packages::{
     DEB_LABEL_ARCHITECTURE, DEB_LABEL_CONTROL, DEB_LABEL_PACKAGE, DEB_LABEL_VERSION,
 };
 use super::*;
-use crate::emit::oci::rfc3339;
+use crate::source_date::rfc3339;
 
 fn d(s: &str) -> Digest {
     Digest::of(s.as_bytes())

@@ -122,7 +122,7 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, String> {
     if index.schema_version != 2 {
         return Err("index.json: schemaVersion is not 2".into());
     }
-    if index.media_type.as_deref().is_some_and(|m| m != crate::emit::oci::MEDIA_TYPE_INDEX) {
+    if index.media_type.as_deref().is_some_and(|m| m != crate::oci::MT_OCI_INDEX) {
         return Err("index.json: unexpected mediaType".into());
     }
     let [m] = index.manifests.as_slice() else {
@@ -131,10 +131,10 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, String> {
             index.manifests.len()
         ));
     };
-    if m.media_type != crate::emit::oci::MEDIA_TYPE_MANIFEST {
+    if m.media_type != crate::oci::MT_OCI_MANIFEST {
         return Err(format!("index.json: manifest media type {:?}", m.media_type));
     }
-    if m.annotations.keys().any(|k| k != crate::emit::oci::ANNOTATION_REF_NAME) {
+    if m.annotations.keys().any(|k| k != crate::oci::ANNOTATION_REF_NAME) {
         return Err("index.json: unexpected manifest annotations".into());
     }
     let _ = &m.platform;
@@ -160,10 +160,7 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, String> {
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| format!("manifest: {e}"))?;
     if manifest.schema_version != 2
-        || manifest
-            .media_type
-            .as_deref()
-            .is_some_and(|t| t != crate::emit::oci::MEDIA_TYPE_MANIFEST)
+        || manifest.media_type.as_deref().is_some_and(|t| t != crate::oci::MT_OCI_MANIFEST)
     {
         return Err("manifest: unexpected schemaVersion or mediaType".into());
     }
