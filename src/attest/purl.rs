@@ -136,26 +136,27 @@ mod tests {
     }
 
     #[test]
-    fn deb_purls() {
-        let p = pkg(PackageKind::Deb, "libc6", "2.36-9+deb12u7", "amd64");
-        assert_eq!(
-            os_package(&p, Some(&os("debian", Some("12")))),
-            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u7?arch=amd64&distro=debian-12"
-        );
-        let p = pkg(PackageKind::Deb, "hello", "1:2.10-3", "all");
-        assert_eq!(os_package(&p, None), "pkg:deb/debian/hello@1%3A2.10-3?arch=all");
-        let p = pkg(PackageKind::Deb, "Foo", "1", "");
-        assert_eq!(os_package(&p, Some(&os("ubuntu", None))), "pkg:deb/ubuntu/foo@1?distro=ubuntu");
-    }
-
-    #[test]
-    fn apk_purls() {
-        let p = pkg(PackageKind::Apk, "musl", "1.2.5-r0", "x86_64");
-        assert_eq!(
-            os_package(&p, Some(&os("alpine", Some("3.20.3")))),
-            "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3"
-        );
-        assert_eq!(os_package(&p, None), "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64");
+    fn os_package_purls() {
+        use PackageKind::{Apk, Deb};
+        let debian = os("debian", Some("12"));
+        let ubuntu = os("ubuntu", None);
+        let alpine = os("alpine", Some("3.20.3"));
+        let cases = [
+            (
+                (Deb, "libc6", "2.36-9+deb12u7", "amd64", Some(&debian)),
+                "pkg:deb/debian/libc6@2.36-9%2Bdeb12u7?arch=amd64&distro=debian-12",
+            ),
+            ((Deb, "hello", "1:2.10-3", "all", None), "pkg:deb/debian/hello@1%3A2.10-3?arch=all"),
+            ((Deb, "Foo", "1", "", Some(&ubuntu)), "pkg:deb/ubuntu/foo@1?distro=ubuntu"),
+            (
+                (Apk, "musl", "1.2.5-r0", "x86_64", Some(&alpine)),
+                "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3",
+            ),
+            ((Apk, "musl", "1.2.5-r0", "x86_64", None), "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64"),
+        ];
+        for ((kind, name, version, arch, os), want) in cases {
+            assert_eq!(os_package(&pkg(kind, name, version, arch), os), want);
+        }
     }
 
     #[test]

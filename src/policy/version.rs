@@ -282,6 +282,35 @@ mod tests {
         }
     }
 
+    /// dpkg's answer for `a` against `b`, or `None` when dpkg is not installed.
+    fn dpkg_order(a: &str, b: &str) -> Option<Ordering> {
+        let holds = |op: &str| {
+            std::process::Command::new("dpkg").args(["--compare-versions", a, op, b]).status()
+        };
+        match (holds("lt").ok()?.success(), holds("eq").ok()?.success()) {
+            (true, _) => Some(Ordering::Less),
+            (false, true) => Some(Ordering::Equal),
+            (false, false) => Some(Ordering::Greater),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The ordering is dpkg's own, checked against `dpkg --compare-versions` on
+        /// versions made of the parts that matter (`~`, letters, `+`, `.`, zeros, epochs).
+        #[test]
+        fn same_order_as_dpkg(
+            a in "([0-9]:)?[0-9][0-9a~+.]{0,5}(-[0-9a~+.]{1,3})?",
+            b in "([0-9]:)?[0-9][0-9a~+.]{0,5}(-[0-9a~+.]{1,3})?",
+        ) {
+            let Some(want) = dpkg_order(&a, &b) else {
+                assert!(std::env::var_os("CI").is_none(), "dpkg is needed under CI");
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(compare(&v(&a), &v(&b)), want, "{} vs {}", a, b);
+        }
+    }
+
     #[test]
     fn bad_versions() {
         for bad in ["", "a:1.0", ":1.0", "1.0-", "-1", "1.0 beta", "1:2:3", "1_0"] {
