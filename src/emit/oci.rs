@@ -18,7 +18,7 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Config, HistoryBuilder, ImageConfiguration, Platform, RootFs};
+use oci_spec::image::{Arch, Config, HistoryBuilder, ImageConfiguration, Platform, RootFs};
 use serde::Serialize;
 
 use super::compress::{self, Codec};
@@ -87,6 +87,8 @@ pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciIma
 
     let created = rfc3339(opts.source_date);
     let os = "linux";
+    // Written as given: oci-spec's `Arch::from` reads "armbe" as arm64be.
+    let arch = || Arch::Other(opts.architecture.clone());
     let mut run = Config::default();
     run.set_env((!opts.env.is_empty()).then(|| opts.env.clone()));
     run.set_entrypoint(opts.entrypoint.clone());
@@ -101,7 +103,7 @@ pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciIma
     rootfs.set_diff_ids(vec![diff_id.to_string()]);
     let mut config = ImageConfiguration::default();
     config.set_created(Some(created));
-    config.set_architecture(opts.architecture.as_str().into());
+    config.set_architecture(arch());
     config.set_os(os.into());
     config.set_config(Some(run));
     config.set_rootfs(rootfs);
@@ -117,7 +119,7 @@ pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciIma
     let mut top = oci::descriptor(MT_OCI_MANIFEST, &manifest_digest, manifest_size)?;
     top.set_annotations(Some([(ANNOTATION_REF_NAME.to_string(), opts.ref_name.clone())].into()));
     let mut platform = Platform::default();
-    platform.set_architecture(opts.architecture.as_str().into());
+    platform.set_architecture(arch());
     platform.set_os(os.into());
     top.set_platform(Some(platform));
     write_json(&dir.join("index.json"), "image index", &oci::index(vec![top]))?;
