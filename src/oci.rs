@@ -1,7 +1,8 @@
 //! The OCI image format in one place (image-spec v1.1): the media types cairn reads and
 //! writes, descriptors, and the manifest and index documents, as the `oci-spec` crate's
 //! types. `store` reads and names images with them, `emit` writes its image layout with
-//! them, and `verify` checks a layout against the same media types.
+//! them, and `verify` reads cairn's layouts with the same media types and the [`strict`]
+//! document types.
 //!
 //! Bytes: the documents cairn writes ([`manifest`], [`index`], the image config in
 //! `emit::oci`) are serialized with [`to_json`], serde_json's compact writer, so their keys
@@ -151,6 +152,47 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// The index and manifest of a layout cairn wrote, read as strictly as `verify` reads
+/// them: exactly the fields image-spec defines for what cairn writes, and any other field
+/// is an error (`deny_unknown_fields`, which oci-spec's types do not offer), so a layout
+/// that carries more than cairn put there is refused rather than half-read.
+pub mod strict {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use crate::digest::Digest;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Descriptor {
+        pub media_type: String,
+        pub digest: Digest,
+        pub size: u64,
+        #[serde(default)]
+        pub annotations: BTreeMap<String, String>,
+        #[serde(default)]
+        pub platform: Option<serde_json::Value>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Index {
+        pub schema_version: u32,
+        pub media_type: Option<String>,
+        pub manifests: Vec<Descriptor>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Manifest {
+        pub schema_version: u32,
+        pub media_type: Option<String>,
+        pub config: Descriptor,
+        pub layers: Vec<Descriptor>,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +236,21 @@ mod tests {
             Kind::Restricted
         );
         assert_eq!(kind("application/x-weird"), Kind::Other);
+    }
+
+    /// The strict types read what cairn writes and refuse a field it does not write.
+    #[test]
+    fn strict_types_read_what_cairn_writes() {
+        let d = Digest::of(b"c");
+        let m = manifest(descriptor(MT_OCI_CONFIG, &d, 1).unwrap(), Vec::new()).unwrap();
+        let bytes = to_json("m", &m).unwrap();
+        let read: strict::Manifest = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((read.config.digest, read.config.size), (d, 1));
+        let mut i = index(vec![descriptor(MT_OCI_MANIFEST, &d, 1).unwrap()]);
+        let _: strict::Index = serde_json::from_slice(&to_json("i", &i).unwrap()).unwrap();
+        i.set_annotations(Some([("x".to_string(), "y".to_string())].into()));
+        let extra = to_json("i", &i).unwrap();
+        assert!(serde_json::from_slice::<strict::Index>(&extra).is_err());
     }
 
     /// The exact bytes of a manifest and an index, in the key order of image-spec's examples.

@@ -9,9 +9,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::digest::{Digest, Hasher};
+use crate::oci::strict::{Index, Manifest};
 
 /// Read size for hashing.
 pub const CHUNK: usize = 1024 * 1024;
@@ -55,35 +54,6 @@ pub fn subject_digest(path: &Path) -> Result<Digest, String> {
         return Err("is not a regular file".into());
     }
     hash_file(path).map(|(d, _)| d)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: Digest,
-    size: u64,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    platform: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Index {
-    schema_version: u32,
-    media_type: Option<String>,
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Manifest {
-    schema_version: u32,
-    media_type: Option<String>,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>, String> {
