@@ -15,6 +15,7 @@ pub mod digest;
 pub mod emit;
 pub mod init;
 pub mod lock;
+pub mod oci;
 pub mod policy;
 pub mod reference;
 pub mod run;

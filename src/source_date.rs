@@ -1,4 +1,5 @@
-//! The one timestamp every output carries.
+//! Time: the one timestamp every output carries (the source date), read from
+//! `SOURCE_DATE_EPOCH`, and RFC 3339 text for timestamps, written and read with `jiff`.
 //!
 //! Precedence (see README "Determinism"): `SOURCE_DATE_EPOCH` from the environment, then
 //! `x-cairn.source-date-epoch` in the spec, then a value derived only from the pinned inputs:
@@ -10,9 +11,13 @@ use serde::{Deserialize, Serialize};
 
 /// Why a source date is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("SOURCE_DATE_EPOCH {value:?} is not a whole number of seconds since 1970 (0..=8589934591)")]
-pub struct SourceDateError {
-    pub value: String,
+pub enum SourceDateError {
+    #[error(
+        "SOURCE_DATE_EPOCH {value:?} is not a whole number of seconds since 1970 (0..=8589934591)"
+    )]
+    Malformed { value: String },
+    #[error("SOURCE_DATE_EPOCH is not valid UTF-8")]
+    NotUnicode,
 }
 
 /// Seconds since the Unix epoch, clamping every mtime in an image.
@@ -28,19 +33,30 @@ impl SourceDate {
 
     pub fn new(secs: u64) -> Result<SourceDate, SourceDateError> {
         if secs > MAX_SOURCE_DATE {
-            return Err(SourceDateError { value: secs.to_string() });
+            return Err(SourceDateError::Malformed { value: secs.to_string() });
         }
         Ok(SourceDate(secs))
     }
 
     /// Parses the `SOURCE_DATE_EPOCH` format: decimal digits only.
     pub fn parse(value: &str) -> Result<SourceDate, SourceDateError> {
-        let err = || SourceDateError { value: value.to_string() };
+        let err = || SourceDateError::Malformed { value: value.to_string() };
         if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
         }
         let secs: u64 = value.parse().map_err(|_| err())?;
         SourceDate::new(secs).map_err(|_| err())
+    }
+
+    /// `SOURCE_DATE_EPOCH` from the environment: unset or empty means none; anything but
+    /// decimal seconds is an error.
+    pub fn from_env() -> Result<Option<SourceDate>, SourceDateError> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => SourceDate::parse(&v).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(SourceDateError::NotUnicode),
+        }
     }
 
     pub fn secs(self) -> u64 {
@@ -59,56 +75,26 @@ impl fmt::Display for SourceDate {
     }
 }
 
-/// Converts an RFC 3339 UTC timestamp such as `2024-01-02T03:04:05Z` (fractional seconds
-/// and numeric offsets allowed) to seconds since the epoch. Returns `None` for anything else.
+/// `YYYY-MM-DDTHH:MM:SSZ` for a source date.
+pub fn rfc3339(date: SourceDate) -> String {
+    // Every source date (at most MAX_SOURCE_DATE, in the year 2242) is a valid jiff
+    // timestamp; the fallback is never taken.
+    match i64::try_from(date.secs()).map(jiff::Timestamp::from_second) {
+        Ok(Ok(t)) => t.to_string(),
+        _ => format!("@{}", date.secs()),
+    }
+}
+
+/// Converts an RFC 3339 timestamp such as `2024-01-02T03:04:05Z` (fractional seconds,
+/// dropped, and numeric offsets allowed) to seconds since the epoch. Returns `None` for
+/// anything else and for times before 1970. jiff's parser also takes the ISO 8601 forms
+/// RFC 3339 leaves out (such as omitted seconds) and reads a leap second `:60` as `:59`.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    let t: jiff::Timestamp = s.parse().ok()?;
+    if t < jiff::Timestamp::UNIX_EPOCH {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            let oh: i64 = rest.get(1..3)?.parse().ok()?;
-            let om: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil date (proleptic Gregorian), after H. Hinnant's algorithm.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + hour * 3600 + min * 60 + sec - offset;
-    u64::try_from(secs).ok()
+    u64::try_from(t.as_second()).ok()
 }
 
 #[cfg(test)]
@@ -132,12 +118,33 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_round_trips() {
+        assert_eq!(rfc3339(SourceDate::ZERO), "1970-01-01T00:00:00Z");
+        let d = SourceDate::new(1_700_000_000).unwrap();
+        assert_eq!(rfc3339(d), "2023-11-14T22:13:20Z");
+        for secs in [1, 59, 86_399, 951_782_400, 4_102_444_800, MAX_SOURCE_DATE] {
+            let s = rfc3339(SourceDate::new(secs).unwrap());
+            assert_eq!(s.len(), 20, "{s}");
+            assert_eq!(parse_rfc3339(&s), Some(secs), "{s}");
+        }
+        assert_eq!(rfc3339(SourceDate::new(951_782_400).unwrap()), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(SourceDate::new(MAX_SOURCE_DATE).unwrap()), "2242-03-16T12:56:31Z");
+    }
+
+    #[test]
     fn rfc3339_known_values() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-11-15T00:13:20+02:00"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-13-14T22:13:20Z"), None);
+        assert_eq!(parse_rfc3339("2023-11-14t22:13:20z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339("2023-11-14 22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20-01:30"), Some(1_700_005_400));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20"), None, "no offset");
+        assert_eq!(parse_rfc3339("2023-02-30T00:00:00Z"), None, "no such day");
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None, "before 1970");
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59.5Z"), None, "before 1970");
     }
 }

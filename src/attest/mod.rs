@@ -200,7 +200,7 @@ fn subjects(facts: &BuildFacts) -> Vec<intoto::ResourceDescriptor> {
 
 /// `YYYY-MM-DDThh:mm:ssZ` of the source date: the only time any attestation carries.
 fn timestamp(date: SourceDate) -> String {
-    crate::emit::oci::rfc3339(date)
+    crate::source_date::rfc3339(date)
 }
 
 /// Replaces every character outside `[A-Za-z0-9.-]` by `-` (SPDX ids, LicenseRefs).

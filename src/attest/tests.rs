@@ -11,7 +11,7 @@ use super::packages::{
     DEB_LABEL_ARCHITECTURE, DEB_LABEL_CONTROL, DEB_LABEL_PACKAGE, DEB_LABEL_VERSION,
 };
 use super::*;
-use crate::emit::oci::rfc3339;
+use crate::source_date::rfc3339;
 
 /// A typed document as JSON, for assertions by path.
 fn json<T: serde::Serialize>(doc: &T) -> Value {

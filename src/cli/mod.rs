@@ -174,14 +174,7 @@ pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<crate::sign::k
 
 /// `SOURCE_DATE_EPOCH` from the environment: unset or empty means none; malformed is an error.
 pub fn env_source_date() -> anyhow::Result<Option<SourceDate>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if v.is_empty() => Ok(None),
-        Ok(v) => Ok(Some(SourceDate::parse(&v)?)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            anyhow::bail!("SOURCE_DATE_EPOCH is not valid UTF-8")
-        }
-    }
+    Ok(SourceDate::from_env()?)
 }
 
 #[cfg(test)]

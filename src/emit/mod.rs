@@ -58,9 +58,9 @@ pub enum EmitError {
     /// Environment: a file or directory of the output could not be written.
     #[error("writing {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    /// Internal bug: generated JSON could not be serialized.
-    #[error("serializing {what}: {source} (this is a bug in cairn)")]
-    Json { what: &'static str, source: serde_json::Error },
+    /// Internal bug: an OCI document could not be built or serialized.
+    #[error("{0} (this is a bug in cairn)")]
+    Oci(#[from] crate::oci::OciError),
 }
 
 impl EmitError {

@@ -8,31 +8,27 @@
 //! → temporary file in `blobs/sha256/`, then renamed to its digest, so it is never held in
 //! memory nor read back.
 //!
-//! JSON documents are serialized from this module's own structs with `serde_json`'s compact
-//! writer: field order is the declaration order, maps are `BTreeMap`s and absent optional
-//! fields are omitted, so the bytes (and hence the digests) depend on the inputs only. The
+//! The documents are the `oci-spec` crate's types, built in [`crate::oci`] and serialized
+//! with [`crate::oci::to_json`] (see there why the bytes depend on the inputs only). The
 //! one timestamp, `created` in the config and its history entry, is the source date.
 //! Files are created with mode 0644 and directories 0755 whatever the umask.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, Permissions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::{Arch, Config, HistoryBuilder, ImageConfiguration, Platform, RootFs};
 use serde::Serialize;
 
 use super::compress::{self, Codec};
 use super::{CHUNK, EmitError, finish_file};
 use crate::digest::{Digest, HashingWriter};
-use crate::source_date::SourceDate;
+use crate::oci::{
+    self, ANNOTATION_REF_NAME, LAYOUT_FILE, MT_OCI_CONFIG, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST,
+};
+use crate::source_date::{SourceDate, rfc3339};
 use crate::tree::Tree;
-
-pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// What goes into the image config besides the layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,74 +74,6 @@ pub struct OciImage {
     pub diff_id: Digest,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor<'a> {
-    media_type: &'a str,
-    digest: Digest,
-    size: u64,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<&'a str, &'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    platform: Option<Platform<'a>>,
-}
-
-#[derive(Serialize)]
-struct Platform<'a> {
-    architecture: &'a str,
-    os: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Index<'a> {
-    schema_version: u32,
-    media_type: &'a str,
-    manifests: Vec<Descriptor<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest<'a> {
-    schema_version: u32,
-    media_type: &'a str,
-    config: Descriptor<'a>,
-    layers: Vec<Descriptor<'a>>,
-}
-
-#[derive(Serialize)]
-struct ImageConfig<'a> {
-    created: &'a str,
-    architecture: &'a str,
-    os: &'a str,
-    config: RunConfig<'a>,
-    rootfs: RootFs,
-    history: Vec<History<'a>>,
-}
-
-#[derive(Serialize)]
-struct RunConfig<'a> {
-    #[serde(rename = "Env", skip_serializing_if = "<[String]>::is_empty")]
-    env: &'a [String],
-    #[serde(rename = "Entrypoint", skip_serializing_if = "Option::is_none")]
-    entrypoint: Option<&'a [String]>,
-    #[serde(rename = "Cmd", skip_serializing_if = "Option::is_none")]
-    cmd: Option<&'a [String]>,
-}
-
-#[derive(Serialize)]
-struct RootFs {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    diff_ids: Vec<Digest>,
-}
-
-#[derive(Serialize)]
-struct History<'a> {
-    created: &'a str,
-    created_by: &'a str,
-}
-
 /// Writes the tree as an OCI image layout at `dir` (created if missing; normally a fresh
 /// directory inside the caller's staging directory).
 pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciImage, EmitError> {
@@ -159,48 +87,43 @@ pub fn write_layout(tree: &Tree, dir: &Path, opts: &OciOptions) -> Result<OciIma
 
     let created = rfc3339(opts.source_date);
     let os = "linux";
-    let config = ImageConfig {
-        created: &created,
-        architecture: &opts.architecture,
-        os,
-        config: RunConfig {
-            env: &opts.env,
-            entrypoint: opts.entrypoint.as_deref(),
-            cmd: opts.cmd.as_deref(),
-        },
-        rootfs: RootFs { kind: "layers", diff_ids: vec![diff_id] },
-        history: vec![History { created: &created, created_by: "cairn build" }],
-    };
+    // Written as given: oci-spec's `Arch::from` reads "armbe" as arm64be.
+    let arch = || Arch::Other(opts.architecture.clone());
+    let mut run = Config::default();
+    run.set_env((!opts.env.is_empty()).then(|| opts.env.clone()));
+    run.set_entrypoint(opts.entrypoint.clone());
+    run.set_cmd(opts.cmd.clone());
+    let history = HistoryBuilder::default()
+        .created(created.clone())
+        .created_by("cairn build")
+        .build()
+        .map_err(|source| oci::OciError::Build { what: "image history", source })?;
+    let mut rootfs = RootFs::default();
+    rootfs.set_typ("layers".to_string());
+    rootfs.set_diff_ids(vec![diff_id.to_string()]);
+    let mut config = ImageConfiguration::default();
+    config.set_created(Some(created));
+    config.set_architecture(arch());
+    config.set_os(os.into());
+    config.set_config(Some(run));
+    config.set_rootfs(rootfs);
+    config.set_history(Some(vec![history]));
     let (config_digest, config_size) = write_json_blob(&blobs, "image config", &config)?;
 
-    let descriptor = |media_type, digest, size| Descriptor {
-        media_type,
-        digest,
-        size,
-        annotations: BTreeMap::new(),
-        platform: None,
-    };
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: MEDIA_TYPE_MANIFEST,
-        config: descriptor(MEDIA_TYPE_CONFIG, config_digest, config_size),
-        layers: vec![descriptor(MEDIA_TYPE_LAYER_GZIP, layer, layer_size)],
-    };
+    let manifest = oci::manifest(
+        oci::descriptor(MT_OCI_CONFIG, &config_digest, config_size)?,
+        vec![oci::descriptor(MT_OCI_LAYER_GZIP, &layer, layer_size)?],
+    )?;
     let (manifest_digest, manifest_size) = write_json_blob(&blobs, "image manifest", &manifest)?;
 
-    let index = Index {
-        schema_version: 2,
-        media_type: MEDIA_TYPE_INDEX,
-        manifests: vec![Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST,
-            digest: manifest_digest,
-            size: manifest_size,
-            annotations: BTreeMap::from([(ANNOTATION_REF_NAME, opts.ref_name.as_str())]),
-            platform: Some(Platform { architecture: &opts.architecture, os }),
-        }],
-    };
-    write_json(&dir.join("index.json"), "image index", &index)?;
-    write_file(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let mut top = oci::descriptor(MT_OCI_MANIFEST, &manifest_digest, manifest_size)?;
+    top.set_annotations(Some([(ANNOTATION_REF_NAME.to_string(), opts.ref_name.clone())].into()));
+    let mut platform = Platform::default();
+    platform.set_architecture(arch());
+    platform.set_os(os.into());
+    top.set_platform(Some(platform));
+    write_json(&dir.join("index.json"), "image index", &oci::index(vec![top]))?;
+    write_file(&dir.join("oci-layout"), LAYOUT_FILE.as_bytes())?;
 
     Ok(OciImage { manifest: manifest_digest, manifest_size, config: config_digest, layer, diff_id })
 }
@@ -235,14 +158,14 @@ fn write_json_blob<T: Serialize>(
     what: &'static str,
     value: &T,
 ) -> Result<(Digest, u64), EmitError> {
-    let bytes = serde_json::to_vec(value).map_err(|source| EmitError::Json { what, source })?;
+    let bytes = oci::to_json(what, value)?;
     let digest = Digest::of(&bytes);
     write_file(&blobs.join(digest.hex()), &bytes)?;
     Ok((digest, bytes.len() as u64))
 }
 
 fn write_json<T: Serialize>(path: &Path, what: &'static str, value: &T) -> Result<(), EmitError> {
-    let bytes = serde_json::to_vec(value).map_err(|source| EmitError::Json { what, source })?;
+    let bytes = oci::to_json(what, value)?;
     write_file(path, &bytes)
 }
 
@@ -258,32 +181,10 @@ fn set_mode(path: &PathBuf, mode: u32) -> Result<(), EmitError> {
         .map_err(|source| EmitError::Io { path: path.clone(), source })
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a source date (after H. Hinnant's civil-from-days).
-pub fn rfc3339(date: SourceDate) -> String {
-    let secs = date.secs();
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::emit::testutil::*;
-    use crate::source_date::{MAX_SOURCE_DATE, parse_rfc3339};
     use std::io::Read;
 
     fn read_json(path: &Path) -> (serde_json::Value, Digest, u64) {
@@ -294,17 +195,6 @@ mod tests {
     fn blob(dir: &Path, digest: &serde_json::Value) -> PathBuf {
         let d = Digest::parse(digest.as_str().unwrap()).unwrap();
         dir.join("blobs/sha256").join(d.hex())
-    }
-
-    #[test]
-    fn rfc3339_matches_the_parser() {
-        assert_eq!(rfc3339(SourceDate::ZERO), "1970-01-01T00:00:00Z");
-        let d = SourceDate::new(1_700_000_000).unwrap();
-        assert_eq!(rfc3339(d), "2023-11-14T22:13:20Z");
-        for secs in [1, 59, 86_399, 951_782_400, 4_102_444_800, MAX_SOURCE_DATE] {
-            let s = rfc3339(SourceDate::new(secs).unwrap());
-            assert_eq!(parse_rfc3339(&s), Some(secs), "{s}");
-        }
     }
 
     #[test]
@@ -328,7 +218,7 @@ mod tests {
 
         let (manifest, md, ms) = read_json(&blob(&layout, &m["digest"]));
         assert_eq!((md, ms), (img.manifest, img.manifest_size));
-        assert_eq!(manifest["mediaType"], MEDIA_TYPE_MANIFEST);
+        assert_eq!(manifest["mediaType"], MT_OCI_MANIFEST);
         let (config, cd, cs) = read_json(&blob(&layout, &manifest["config"]["digest"]));
         assert_eq!(cd, img.config);
         assert_eq!(manifest["config"]["size"], cs);
@@ -339,7 +229,7 @@ mod tests {
         assert_eq!(config["rootfs"]["diff_ids"][0], img.diff_id.to_string());
 
         let layer_desc = &manifest["layers"][0];
-        assert_eq!(layer_desc["mediaType"], MEDIA_TYPE_LAYER_GZIP);
+        assert_eq!(layer_desc["mediaType"], MT_OCI_LAYER_GZIP);
         let layer_bytes = fs::read(blob(&layout, &layer_desc["digest"])).unwrap();
         assert_eq!(Digest::of(&layer_bytes), img.layer);
         assert_eq!(layer_desc["size"], layer_bytes.len() as u64);
@@ -392,39 +282,36 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// skopeo and umoci read one layout (of a tree with a symlink, a large file and names
+    /// longer than ustar holds).
     #[test]
-    fn skopeo_inspects_the_layout() {
-        let Some(skopeo) = tool("skopeo") else { return };
+    fn skopeo_and_umoci_read_the_layout() {
         let t = sample_tree();
         let dir = tempfile::tempdir().unwrap();
         let layout = dir.path().join("img.oci");
         let img = write_layout(&t, &layout, &OciOptions::new(SourceDate::ZERO)).unwrap();
-        let out = run(std::process::Command::new(skopeo)
-            .arg("inspect")
-            .arg(format!("oci:{}:latest", layout.display())));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["Digest"], img.manifest.to_string());
-        assert_eq!(v["Layers"][0], img.layer.to_string());
-        assert_eq!(v["Created"], "1970-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn umoci_unpacks_the_layout() {
-        let Some(umoci) = tool("umoci") else { return };
-        let t = sample_tree();
-        let dir = tempfile::tempdir().unwrap();
-        let layout = dir.path().join("img.oci");
-        write_layout(&t, &layout, &OciOptions::new(SourceDate::ZERO)).unwrap();
-        let bundle = dir.path().join("bundle");
-        run(std::process::Command::new(umoci)
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:latest", layout.display()))
-            .arg(&bundle));
-        let rootfs = bundle.join("rootfs");
-        assert_eq!(fs::read(rootfs.join("bin/sh")).unwrap(), b"#!/bin/sh\n");
-        assert_eq!(fs::read_link(rootfs.join("usr/bin/sh")).unwrap(), Path::new("../../bin/sh"));
-        assert_eq!(fs::metadata(rootfs.join("home/user/big")).unwrap().len(), 300_000);
-        let long = rootfs.join("l".repeat(90)).join("n".repeat(200));
-        assert_eq!(fs::read(long).unwrap(), b"long");
+        if let Some(skopeo) = tool("skopeo") {
+            let out = run(std::process::Command::new(skopeo)
+                .arg("inspect")
+                .arg(format!("oci:{}:latest", layout.display())));
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["Digest"], img.manifest.to_string());
+            assert_eq!(v["Layers"][0], img.layer.to_string());
+            assert_eq!(v["Created"], "1970-01-01T00:00:00Z");
+        }
+        if let Some(umoci) = tool("umoci") {
+            let bundle = dir.path().join("bundle");
+            run(std::process::Command::new(umoci)
+                .args(["unpack", "--rootless", "--image"])
+                .arg(format!("{}:latest", layout.display()))
+                .arg(&bundle));
+            let rootfs = bundle.join("rootfs");
+            assert_eq!(fs::read(rootfs.join("bin/sh")).unwrap(), b"#!/bin/sh\n");
+            let link = fs::read_link(rootfs.join("usr/bin/sh")).unwrap();
+            assert_eq!(link, Path::new("../../bin/sh"));
+            assert_eq!(fs::metadata(rootfs.join("home/user/big")).unwrap().len(), 300_000);
+            let long = rootfs.join("l".repeat(90)).join("n".repeat(200));
+            assert_eq!(fs::read(long).unwrap(), b"long");
+        }
     }
 }

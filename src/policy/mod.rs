@@ -130,7 +130,7 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match crate::source_date::SourceDate::new(self.0) {
-            Ok(d) => f.write_str(&crate::emit::oci::rfc3339(d)),
+            Ok(d) => f.write_str(&crate::source_date::rfc3339(d)),
             Err(_) => write!(f, "@{}", self.0),
         }
     }

@@ -106,9 +106,11 @@ fn wait(child: &mut Child, timeout: Option<Duration>) -> io::Result<Option<Optio
 
 /// SIGTERM, a grace period, then SIGKILL; reaps the child.
 fn terminate(child: &mut Child) -> io::Result<()> {
-    let pid = rustix::process::Pid::from_child(child);
-    // Only fails if the child already exited, which the wait below handles.
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    // The child is not reaped yet, so its pid cannot have been reused. kill only fails if
+    // the child already exited, which the wait below handles.
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM);
+    }
     let grace = Instant::now() + KILL_GRACE;
     while Instant::now() < grace {
         if child.try_wait()?.is_some() {

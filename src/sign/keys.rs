@@ -280,7 +280,7 @@ impl PublicKey {
             what: "public key",
             reason: e.to_string(),
         };
-        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
+        let spki = pkcs8::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
         let inner = if spki.algorithm.oid == ED25519_OID {
             PublicInner::Ed25519(
                 ed25519_dalek::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,

@@ -8,14 +8,12 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest}
 use serde::Serialize;
 
 use super::{
-    Compression, Kind, MAX_JSON_BLOB, MT_OCI_INDEX, Store, StoreError, check_size, classify,
-    desc_digest, make_descriptor, sniff_media_type,
+    Compression, MAX_JSON_BLOB, Store, StoreError, check_size, classify, desc_digest,
+    make_descriptor,
 };
 use crate::digest::Digest;
+use crate::oci::{ANNOTATION_REF_NAME, Kind, sniff_media_type};
 use crate::reference::ImageRef;
-
-/// The annotation holding an image name in `index.json`.
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// One layer of a resolved image, in application order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,18 +144,11 @@ impl Store {
     }
 
     pub(super) fn write_index(&self, manifests: &[Descriptor]) -> Result<(), StoreError> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Index<'a> {
-            schema_version: u32,
-            media_type: &'a str,
-            manifests: &'a [Descriptor],
-        }
-        let bytes =
-            canonical_json(&Index { schema_version: 2, media_type: MT_OCI_INDEX, manifests })
-                .map_err(|e| StoreError::invalid("index.json", e.to_string()))?;
+        let bytes = canonical_json(&crate::oci::index(manifests.to_vec()))
+            .map_err(|e| StoreError::invalid("index.json", e.to_string()))?;
         self.write_atomic("index.json", &bytes)
     }
+
     /// Reads and parses a JSON blob named by a descriptor, checking the descriptor's size.
     pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         &self,

@@ -21,8 +21,8 @@
 //! importing images from files is in [`import`].
 //!
 //! This file holds the store itself and its verified blob I/O. Naming images (`index.json`,
-//! tags and resolving an image for a platform) is in `index`, media types and descriptors
-//! in `media`, the walk of everything reachable from the index in `walk`, and the staging
+//! tags and resolving an image for a platform) is in `index`, the store's rules for media
+//! types and descriptors (defined in [`crate::oci`]) in `media`, the walk of everything reachable from the index in `walk`, and the staging
 //! area imports write into in `staging`.
 
 use std::fs::{self, File};
@@ -40,14 +40,11 @@ mod media;
 mod staging;
 mod walk;
 
+pub use crate::oci::Compression;
 pub use fsck::{FsckReport, GcReport};
-pub use index::{ANNOTATION_REF_NAME, Layer, ResolvedImage, canonical_json};
-pub use media::{
-    Compression, MT_DOCKER_CONFIG, MT_DOCKER_LAYER_GZIP, MT_DOCKER_LIST, MT_DOCKER_MANIFEST,
-    MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD,
-    MT_OCI_MANIFEST, desc_digest, make_descriptor,
-};
-pub(crate) use media::{Kind, check_size, classify, sniff_media_type};
+pub use index::{Layer, ResolvedImage, canonical_json};
+pub(crate) use media::{check_size, classify};
+pub use media::{desc_digest, make_descriptor};
 pub(crate) use staging::Staging;
 pub(crate) use walk::{Walk, walk};
 
@@ -58,7 +55,6 @@ pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
 /// concurrent writer.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
-const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const TMP_DIR: &str = ".tmp";
 
 /// Why a store operation failed.
@@ -163,7 +159,7 @@ impl Store {
         let store = Store { root: root.to_path_buf() };
         // oci-layout first: once it exists, the directory is recognizably a store.
         if !layout.exists() {
-            store.write_atomic("oci-layout", OCI_LAYOUT.as_bytes())?;
+            store.write_atomic("oci-layout", crate::oci::LAYOUT_FILE.as_bytes())?;
         }
         for dir in [store.blob_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;

@@ -8,6 +8,10 @@ use std::path::Path;
 
 use super::import::{ImportError, ImportOptions, import};
 use super::*;
+use crate::oci::{
+    ANNOTATION_REF_NAME, Kind, LAYOUT_FILE as OCI_LAYOUT, MT_DOCKER_LAYER_GZIP, MT_DOCKER_MANIFEST,
+    MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_MANIFEST,
+};
 use crate::reference::ImageRef;
 use crate::source_date::SourceDate;
 use crate::testkit::RawTar;

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-use super::{Kind, StoreError, classify, desc_digest};
+use super::{StoreError, classify, desc_digest};
 use crate::digest::Digest;
+use crate::oci::Kind;
 
 /// The descriptors a blob refers to (children of an index or manifest), parsed leniently
 /// for walking the store.

@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
 
 use crate::digest::{Digest, Hasher};
+use crate::oci::strict::{Index, Manifest};
 
 /// Read size for hashing.
 pub const CHUNK: usize = 1024 * 1024;
@@ -128,35 +128,6 @@ pub fn subject_digest(path: &Path) -> Result<Digest, ArtifactError> {
     hash_file(path).map(|(d, _)| d)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: Digest,
-    size: u64,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    platform: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Index {
-    schema_version: u32,
-    media_type: Option<String>,
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Manifest {
-    schema_version: u32,
-    media_type: Option<String>,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
 /// A small JSON document of the layout, parsed; errors name `what`.
 fn read_json<T: serde::de::DeserializeOwned>(
     path: &Path,
@@ -192,16 +163,16 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, ArtifactError> {
     if index.schema_version != 2 {
         return Err(unexpected("schemaVersion is not 2"));
     }
-    if index.media_type.as_deref().is_some_and(|m| m != crate::emit::oci::MEDIA_TYPE_INDEX) {
+    if index.media_type.as_deref().is_some_and(|m| m != crate::oci::MT_OCI_INDEX) {
         return Err(unexpected("unexpected mediaType"));
     }
     let [m] = index.manifests.as_slice() else {
         return Err(ArtifactError::ManifestCount { count: index.manifests.len() });
     };
-    if m.media_type != crate::emit::oci::MEDIA_TYPE_MANIFEST {
+    if m.media_type != crate::oci::MT_OCI_MANIFEST {
         return Err(ArtifactError::ManifestMediaType(m.media_type.clone()));
     }
-    if m.annotations.keys().any(|k| k != crate::emit::oci::ANNOTATION_REF_NAME) {
+    if m.annotations.keys().any(|k| k != crate::oci::ANNOTATION_REF_NAME) {
         return Err(unexpected("unexpected manifest annotations"));
     }
     let _ = &m.platform;
@@ -226,7 +197,7 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, ArtifactError> {
         || manifest
             .media_type
             .as_deref()
-            .is_some_and(|t| t != crate::emit::oci::MEDIA_TYPE_MANIFEST)
+            .is_some_and(|t| t != crate::oci::MT_OCI_MANIFEST)
     {
         return Err(ArtifactError::Unexpected {
             file: "manifest",

@@ -9,13 +9,13 @@ use oci_spec::image::ImageConfiguration;
 use serde::Deserialize;
 
 use super::archive::member_path;
-use super::{BlobRef, Compressed, Cx, ImportError, Imported, manifest_json, sniff_compression};
+use super::{Compressed, Cx, ImportError, Imported, sniff_compression};
 use crate::digest::Digest;
-use crate::reference::ImageRef;
-use crate::store::{
-    MAX_JSON_BLOB, MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD,
-    MT_OCI_MANIFEST, Staging, make_descriptor,
+use crate::oci::{
+    MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD, MT_OCI_MANIFEST,
 };
+use crate::reference::ImageRef;
+use crate::store::{MAX_JSON_BLOB, Staging, make_descriptor};
 
 impl Cx<'_> {
     pub(super) fn docker_save(
@@ -94,14 +94,11 @@ impl Cx<'_> {
                     }
                 };
                 keep.insert(ld);
-                layers.push(BlobRef { media_type: mt, digest: ld, size: lsize });
+                layers.push(make_descriptor(mt, &ld, lsize).map_err(self.st())?);
             }
             keep.insert(cd);
-            let manifest = manifest_json(
-                BlobRef { media_type: MT_OCI_CONFIG, digest: cd, size: csize },
-                layers,
-            );
-            let (mdg, msize) = self.stage_bytes(&staging, &manifest)?;
+            let config_desc = make_descriptor(MT_OCI_CONFIG, &cd, csize).map_err(self.st())?;
+            let (mdg, msize) = self.stage_manifest(&staging, config_desc, layers)?;
             keep.insert(mdg);
             let desc = make_descriptor(MT_OCI_MANIFEST, &mdg, msize).map_err(self.st())?;
             let names: Vec<ImageRef> = match (name, &e.repo_tags) {

@@ -33,12 +33,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
-use serde::Serialize;
 
 use super::deb::DebError;
 use super::{
-    BlobWriter, BoundedCopyError, FsError, MT_OCI_MANIFEST, Staging, Store, StoreError,
-    copy_bounded, desc_digest,
+    BlobWriter, BoundedCopyError, FsError, Staging, Store, StoreError, copy_bounded, desc_digest,
 };
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -331,6 +329,19 @@ impl<'a> Cx<'a> {
         w.finish(None, "generated JSON").map_err(self.st())
     }
 
+    /// Stages the manifest of a single-platform image made of `config` and `layers`.
+    fn stage_manifest(
+        &self,
+        staging: &Staging,
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    ) -> Result<(Digest, u64), ImportError> {
+        let bytes = crate::oci::manifest(config, layers)
+            .and_then(|m| crate::oci::to_json("image manifest", &m))
+            .map_err(|e| self.st()(e.into()))?;
+        self.stage_bytes(staging, &bytes)
+    }
+
     fn tag_all(&self, tagged: Vec<(ImageRef, Descriptor)>) -> Result<Vec<Imported>, ImportError> {
         let mut out = Vec::new();
         for (name, desc) in tagged {
@@ -401,38 +412,4 @@ fn validate_tar(r: impl Read) -> io::Result<()> {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, NO_END_MARKER));
     }
     Ok(())
-}
-
-struct BlobRef {
-    media_type: &'static str,
-    digest: Digest,
-    size: u64,
-}
-
-/// A deterministic OCI image manifest.
-fn manifest_json(config: BlobRef, layers: Vec<BlobRef>) -> Vec<u8> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Desc {
-        media_type: &'static str,
-        digest: Digest,
-        size: u64,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Manifest {
-        schema_version: u32,
-        media_type: &'static str,
-        config: Desc,
-        layers: Vec<Desc>,
-    }
-    let d = |b: BlobRef| Desc { media_type: b.media_type, digest: b.digest, size: b.size };
-    let m = Manifest {
-        schema_version: 2,
-        media_type: MT_OCI_MANIFEST,
-        config: d(config),
-        layers: layers.into_iter().map(d).collect(),
-    };
-    // Serializing plain structs of strings and integers cannot fail.
-    serde_json::to_vec(&m).unwrap_or_default()
 }

@@ -5,13 +5,13 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use oci_spec::image::ImageIndex;
-use serde::Deserialize;
+use oci_spec::image::{ImageIndex, OciLayout};
 
 use super::{Cx, ImportError, Imported, io_err};
 use crate::digest::Digest;
+use crate::oci::ANNOTATION_REF_NAME;
 use crate::reference::ImageRef;
-use crate::store::{ANNOTATION_REF_NAME, MAX_JSON_BLOB, Staging, Walk, walk};
+use crate::store::{MAX_JSON_BLOB, Staging, Walk, walk};
 
 impl Cx<'_> {
     pub(super) fn oci_layout_dir(
@@ -100,15 +100,11 @@ impl Cx<'_> {
     }
 
     fn parse_layout(&self, layout: &[u8], index: &[u8]) -> Result<ImageIndex, ImportError> {
-        #[derive(Deserialize)]
-        struct Layout {
-            #[serde(rename = "imageLayoutVersion")]
-            version: String,
-        }
-        let l: Layout = serde_json::from_slice(layout)
+        let l: OciLayout = serde_json::from_slice(layout)
             .map_err(|e| self.bad(format!("oci-layout is not valid: {e}")))?;
-        if !l.version.starts_with("1.") {
-            return Err(self.bad(format!("unsupported imageLayoutVersion {:?}", l.version)));
+        let version = l.image_layout_version();
+        if !version.starts_with("1.") {
+            return Err(self.bad(format!("unsupported imageLayoutVersion {version:?}")));
         }
         serde_json::from_slice(index)
             .map_err(|e| self.bad(format!("index.json is not a valid OCI image index: {e}")))

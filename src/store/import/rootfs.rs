@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{BlobRef, Cx, ImportError, Imported, io_err, manifest_json, validate_tar};
+use super::{Cx, ImportError, Imported, io_err, validate_tar};
 use crate::digest::Digest;
+use crate::oci::{MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST};
 use crate::reference::ImageRef;
 use crate::store::deb;
-use crate::store::{
-    BlobWriter, MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST, Staging, make_descriptor,
-};
+use crate::store::{BlobWriter, Staging, make_descriptor};
 
 impl Cx<'_> {
     /// Writes config and manifest for a one-layer image, commits and tags it.
@@ -36,11 +35,11 @@ impl Cx<'_> {
         })
         .map_err(|e| self.bad(format!("cannot serialize the image config: {e}")))?;
         let (cd, csize) = self.stage_bytes(&staging, &config)?;
-        let manifest = manifest_json(
-            BlobRef { media_type: MT_OCI_CONFIG, digest: cd, size: csize },
-            vec![BlobRef { media_type: MT_OCI_LAYER, digest: layer.0, size: layer.1 }],
-        );
-        let (md, msize) = self.stage_bytes(&staging, &manifest)?;
+        let (md, msize) = self.stage_manifest(
+            &staging,
+            make_descriptor(MT_OCI_CONFIG, &cd, csize).map_err(self.st())?,
+            vec![make_descriptor(MT_OCI_LAYER, &layer.0, layer.1).map_err(self.st())?],
+        )?;
         staging.commit(&[layer.0, cd, md].into_iter().collect()).map_err(self.st())?;
         let desc = make_descriptor(MT_OCI_MANIFEST, &md, msize).map_err(self.st())?;
         self.tag_all(vec![(name.without_digest(), desc)])
