@@ -21,12 +21,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::diag::{Rejection, render_error};
+use crate::lock::StaleLock;
 use crate::source_date::SourceDate;
 
 /// Exit status for "a check said no".
-pub const EXIT_REJECTED: u8 = 1;
+const EXIT_REJECTED: u8 = 1;
 /// Exit status for errors, including usage errors.
-pub const EXIT_ERROR: u8 = 2;
+const EXIT_ERROR: u8 = 2;
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -81,9 +83,9 @@ pub enum Command {
 
 /// Parses the command line, runs it, prints any error, and returns the exit status.
 pub fn main() -> ExitCode {
-    // PID 1 named /init: the verified-boot verifier initramfs (see crate::vboot).
-    if crate::vboot::is_verifier_invocation() {
-        return crate::vboot::boot_verify_main();
+    // PID 1 named /init: the verified-boot verifier initramfs (see crate::init::verifier).
+    if crate::init::verifier::is_verifier_invocation() {
+        return crate::init::verifier::boot_verify_main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -95,27 +97,23 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cairn: {}", render_error(&e));
-            ExitCode::from(EXIT_ERROR)
+            let (status, message) = exit_status(&e);
+            eprintln!("cairn: {message}");
+            ExitCode::from(status)
         }
     }
 }
 
-/// `outer: inner: cause`, skipping a cause whose text an outer message already quotes
-/// (several library errors include their source in their own message).
-pub fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
+/// The one place an error becomes an exit status: a verdict (a check said no, see
+/// [`Rejection`] and [`StaleLock`]) exits 1 with its own message alone; anything else
+/// exits 2 with the whole chain.
+fn exit_status(e: &anyhow::Error) -> (u8, String) {
     for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
+        if cause.is::<Rejection>() || cause.is::<StaleLock>() {
+            return (EXIT_REJECTED, cause.to_string());
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
     }
-    out
+    (EXIT_ERROR, render_error(e))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -188,13 +186,6 @@ pub fn env_source_date() -> anyhow::Result<Option<SourceDate>> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-
-    #[test]
-    fn error_chain_is_not_repeated() {
-        let inner = std::io::Error::other("disk on fire");
-        let e = anyhow::Error::new(inner).context("writing x: disk on fire").context("building y");
-        assert_eq!(render_error(&e), "building y: writing x: disk on fire");
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -7,7 +7,9 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::attest::{STATEMENT_TYPE, sbom_statement_for};
+use crate::diag::Rejection;
 use crate::digest::Digest;
+use crate::output_name::OutputName;
 use crate::sign::attestations::sign_statements;
 
 use super::GlobalArgs;
@@ -51,8 +53,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let subjects = provenance.get("subject").cloned().unwrap_or(Value::Null);
     if let Err(reason) = check_subjects(&args.dir, &subjects) {
-        eprintln!("cairn: refusing to sign {}: {reason}", args.dir.display());
-        return Ok(ExitCode::from(super::EXIT_REJECTED));
+        let refusal = format!("refusing to sign {}: {reason}", args.dir.display());
+        return Err(Rejection::new(refusal).into());
     }
     let spdx = read_json(&args.dir.join(format!("{name}.spdx.json")))?;
     let sbom = sbom_statement_for(&subjects, &spdx);
@@ -105,9 +107,8 @@ fn check_subjects(dir: &Path, subjects: &Value) -> Result<(), String> {
         subjects.as_array().filter(|l| !l.is_empty()).ok_or("the statement has no subjects")?;
     for s in list {
         let name = s.get("name").and_then(Value::as_str).ok_or("a subject has no name")?;
-        if name.contains('/') || name.starts_with('.') {
-            return Err(format!("subject name {name:?} is not a plain file name"));
-        }
+        OutputName::parse(name)
+            .map_err(|_| format!("subject name {name:?} is not a plain file name"))?;
         let want = s
             .pointer("/digest/sha256")
             .and_then(Value::as_str)

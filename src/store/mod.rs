@@ -37,6 +37,7 @@ mod fsck;
 pub mod import;
 mod index;
 mod media;
+mod source;
 mod staging;
 mod walk;
 
@@ -48,6 +49,7 @@ pub use media::{
     MT_OCI_MANIFEST, desc_digest, make_descriptor,
 };
 pub(crate) use media::{Kind, check_size, classify, sniff_media_type};
+pub use source::{BlobSource, Offline};
 pub(crate) use staging::Staging;
 pub(crate) use walk::{Walk, walk};
 
