@@ -3,8 +3,10 @@
 //!
 //! The pipeline runs one way, one module per stage:
 //! [`spec`] (YAML) → [`lock`] (digests) → [`store`] (content-addressed blobs) →
-//! [`assemble`] (a [`tree::Tree`]) → [`emit`] (tar, kernel+initrd, OCI layout).
-//! The [`cli`] module only converts arguments into stage inputs.
+//! [`assemble`] (a [`tree::Tree`]) → [`emit`] (tar, kernel+initrd, OCI layout) →
+//! [`attest`] (SBOMs, provenance) → [`sign`]; [`build::build`] runs them for one spec and
+//! [`verify`] checks the result. The [`cli`] module only converts arguments into a library
+//! call and prints the result; nothing else imports it.
 #![forbid(unsafe_code)]
 
 pub mod assemble;

@@ -117,7 +117,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             verifier_binary: args.verifier_binary,
         },
     };
-    let spinner = Spinner::new(global.quiet);
+    let spinner = super::spinner::Spinner::new(global.quiet);
     let built = build::build(&loaded, lock.as_ref(), &store, &opts, &spinner);
     spinner.finish();
     if !global.quiet {
@@ -126,42 +126,4 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A spinner on a terminal, silence otherwise.
-struct Spinner {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Spinner {
-    fn new(quiet: bool) -> Spinner {
-        use std::io::IsTerminal;
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.enable_steady_tick(std::time::Duration::from_millis(120));
-            b
-        });
-        Spinner { bar }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-impl build::Progress for Spinner {
-    fn stage(&self, what: &str) {
-        if let Some(b) = &self.bar {
-            b.set_message(what.to_string());
-        }
-    }
-
-    fn warn(&self, message: &str) {
-        match &self.bar {
-            Some(b) => b.println(format!("cairn: warning: {message}")),
-            None => eprintln!("cairn: warning: {message}"),
-        }
-    }
 }

@@ -13,6 +13,7 @@ mod lock;
 mod run;
 mod sign;
 mod sigstore;
+mod spinner;
 mod store;
 mod verify;
 

@@ -328,8 +328,14 @@ mod tests {
     use super::*;
     use crate::tree::Node;
 
-    fn name(s: &str) -> OutputName {
-        OutputName::parse(s).unwrap()
+    /// [`emit`] with the source date zero, named `n`.
+    fn emit_as(
+        t: &Tree,
+        formats: &[Format],
+        dir: &Path,
+        n: &str,
+    ) -> Result<Vec<Output>, EmitError> {
+        emit(t, formats, dir, &OutputName::parse(n).unwrap(), SourceDate::ZERO)
     }
 
     #[test]
@@ -356,14 +362,7 @@ mod tests {
     fn kernel_initrd_needs_a_kernel() {
         let t = sample_tree();
         let dir = tempfile::tempdir().unwrap();
-        let err = emit(
-            &t,
-            &[Format::KernelInitrd(Codec::Gzip)],
-            dir.path(),
-            &name("img"),
-            SourceDate::ZERO,
-        )
-        .unwrap_err();
+        let err = emit_as(&t, &[Format::KernelInitrd(Codec::Gzip)], dir.path(), "img").unwrap_err();
         assert_eq!(err.to_string(), "kernel+initrd needs a kernel: the spec has no kernel section");
     }
 
@@ -378,7 +377,7 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let formats = [Format::KernelInitrd(Codec::Gzip), Format::Tar];
-        let outs = emit(&t, &formats, dir.path(), &name("img"), SourceDate::ZERO).unwrap();
+        let outs = emit_as(&t, &formats, dir.path(), "img").unwrap();
         let names: Vec<_> = outs.iter().map(|o| o.rel_path.as_str()).collect();
         assert_eq!(names, ["img-kernel", "img-initrd.img", "img-cmdline", "img.tar"]);
         for o in &outs {
@@ -405,23 +404,14 @@ mod tests {
         t.insert(p("boot/kernel"), Node::file(Content::inline("K"), 0o644, 5), &dir_template())
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let outs = emit(
-            &t,
-            &[Format::KernelInitrd(Codec::Zstd)],
-            dir.path(),
-            &name("x"),
-            SourceDate::ZERO,
-        )
-        .unwrap();
+        let outs = emit_as(&t, &[Format::KernelInitrd(Codec::Zstd)], dir.path(), "x").unwrap();
         assert_eq!(outs[2].size, 0);
     }
 
     #[test]
     fn write_errors_name_the_file() {
         let t = sample_tree();
-        let err =
-            emit(&t, &[Format::Tar], Path::new("/nonexistent/dir"), &name("x"), SourceDate::ZERO)
-                .unwrap_err();
+        let err = emit_as(&t, &[Format::Tar], Path::new("/nonexistent/dir"), "x").unwrap_err();
         assert!(err.to_string().starts_with("writing /nonexistent/dir/x.tar: "), "{err}");
     }
 }
