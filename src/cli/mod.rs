@@ -189,6 +189,23 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn verdicts_exit_1_with_their_own_message_and_errors_exit_2() {
+        let stale = StaleLock {
+            lock_path: "x.yml.lock".into(),
+            spec_path: "x.yml".into(),
+            reason: "the spec changed".into(),
+        };
+        let e = anyhow::Error::new(crate::lock::LockError::from(stale)).context("building x.yml");
+        let (code, msg) = exit_status(&e);
+        assert_eq!(code, EXIT_REJECTED);
+        assert_eq!(msg, "x.yml.lock: the spec changed\n\nRun `cairn lock x.yml` to update it.");
+        let e = anyhow::Error::new(Rejection::new("verification failed: no")).context("verifying");
+        assert_eq!(exit_status(&e), (EXIT_REJECTED, "verification failed: no".to_string()));
+        let e = anyhow::anyhow!("disk on fire").context("writing x");
+        assert_eq!(exit_status(&e), (EXIT_ERROR, "writing x: disk on fire".to_string()));
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
