@@ -120,8 +120,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let spinner = super::spinner::Spinner::new(global.quiet);
     let built = build::build(&loaded, lock.as_ref(), &store, &opts, &spinner);
     spinner.finish();
+    let built = built?;
     if !global.quiet {
-        for o in &built?.outputs {
+        for o in &built.outputs {
             println!("{}  {}", o.digest, opts.output_dir.join(&o.rel_path).display());
         }
     }
