@@ -321,7 +321,7 @@ fn parse_subjects(list: &[Value]) -> Result<Vec<(String, Digest)>, String> {
     for v in list {
         let s: Subject =
             serde_json::from_value(v.clone()).map_err(|e| format!("malformed subject {v}: {e}"))?;
-        if s.name.is_empty() || s.name.contains('/') || s.name.starts_with('.') {
+        if crate::output_name::OutputName::parse(&s.name).is_err() {
             return Err(format!("subject name {:?} is not a plain file name", s.name));
         }
         let d = Digest::from_hex(&s.digest.sha256)
