@@ -6,8 +6,12 @@
 //! is readable. The lock records the spec's own digest; a lock whose recorded digest differs
 //! from the spec's is stale (as in apko, a changed spec needs a new lock).
 //!
-//! [`resolve`] does I/O (store and files); [`Lockfile::render`], [`Lockfile::parse`] and
-//! [`Lockfile::check_fresh`] are pure.
+//! [`resolve`] and [`pin_for_build`] do I/O (through a [`Resolver`], and source files);
+//! [`Lockfile::render`], [`Lockfile::parse`] and [`Lockfile::staleness`] are pure.
+//!
+//! Names become digests only through the [`Resolver`] trait. The [`Store`] is the one
+//! implementation today (it resolves what `cairn import` put in it); a registry client is
+//! the next one: it resolves a tag remotely and fills the store with what it names.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -45,6 +49,43 @@ pub enum LockError {
     SourceChanged { path: PathBuf, expected: Digest, actual: Digest },
     #[error("{0}")]
     Unpinned(String),
+    /// `--locked` refused: a verdict (the CLI exits 1), not an input error.
+    #[error("{0}")]
+    Stale(#[from] StaleLock),
+}
+
+/// Resolves image references to digests: the seam where a second source of images (a
+/// registry) plugs in.
+pub trait Resolver {
+    /// Resolves `image` (by its digest when it has one, else by its tag) to the digest of
+    /// its top-level manifest or index and the image for `platform` under it. On success
+    /// every blob the [`ResolvedImage`] names is in the store the build reads from.
+    fn resolve_ref(
+        &self,
+        image: &ImageRef,
+        platform: (&str, &str),
+    ) -> Result<ResolvedRef, StoreError>;
+}
+
+/// What a [`Resolver`] found for a reference.
+pub struct ResolvedRef {
+    /// The digest the reference names: an index or a manifest.
+    pub digest: Digest,
+    pub image: ResolvedImage,
+}
+
+/// The store resolves what was imported into it: its index maps tags to digests.
+impl Resolver for Store {
+    fn resolve_ref(
+        &self,
+        image: &ImageRef,
+        platform: (&str, &str),
+    ) -> Result<ResolvedRef, StoreError> {
+        let top = self.resolve(image)?;
+        let digest = crate::store::desc_digest(&top)?;
+        let image = self.resolve_image(&top, platform)?;
+        Ok(ResolvedRef { digest, image })
+    }
 }
 
 /// Where the lock's source date came from.
@@ -125,10 +166,11 @@ impl Lockfile {
             .map_err(|e| LockError::Malformed { path: path.to_string(), reason: e.to_string() })
     }
 
-    /// Why this lock does not match `spec` (whose bytes hash to `spec_digest`), if it does not.
-    pub fn check_fresh(&self, spec: &Spec, spec_digest: &Digest) -> Result<(), String> {
+    /// Why this lock does not match `spec` (whose bytes hash to `spec_digest`); `None` when
+    /// it matches.
+    pub fn staleness(&self, spec: &Spec, spec_digest: &Digest) -> Option<String> {
         if self.spec_digest != *spec_digest {
-            return Err(format!(
+            return Some(format!(
                 "the spec changed since it was locked (lock has {}, spec is {})",
                 self.spec_digest, spec_digest
             ));
@@ -136,15 +178,15 @@ impl Lockfile {
         for image in spec.image_refs() {
             let key = image.image.without_digest().to_string();
             if !self.images.contains_key(&key) {
-                return Err(format!("image {key} is not in the lock"));
+                return Some(format!("image {key} is not in the lock"));
             }
         }
         for source in spec_sources(spec) {
             if !self.files.contains_key(&source) {
-                return Err(format!("source file {source} is not in the lock"));
+                return Some(format!("source file {source} is not in the lock"));
             }
         }
-        Ok(())
+        None
     }
 }
 
@@ -165,18 +207,17 @@ pub fn source_path(spec_dir: &Path, source: &str) -> PathBuf {
     spec_dir.join(source)
 }
 
-/// Resolves one image through the store to a [`LockedImage`].
+/// Resolves one image to a [`LockedImage`].
 pub fn lock_image(
-    store: &Store,
+    resolver: &dyn Resolver,
     image: &ImageRef,
 ) -> Result<(LockedImage, ResolvedImage), LockError> {
-    let err = |source| LockError::Image { reference: image.to_string(), source };
-    let top = store.resolve(image).map_err(err)?;
-    let top_digest = crate::store::desc_digest(&top).map_err(err)?;
-    let resolved = store.resolve_image(&top, PLATFORM).map_err(err)?;
+    let ResolvedRef { digest, image: resolved } = resolver
+        .resolve_ref(image, PLATFORM)
+        .map_err(|source| LockError::Image { reference: image.to_string(), source })?;
     let locked = LockedImage {
         reference: image.without_digest().to_string(),
-        digest: top_digest,
+        digest,
         index: resolved.index,
         platform: format!("{}/{}", PLATFORM.0, PLATFORM.1),
         manifest: resolved.manifest,
@@ -215,13 +256,13 @@ pub fn resolve(
     spec: &Spec,
     spec_digest: Digest,
     spec_dir: &Path,
-    store: &Store,
+    resolver: &dyn Resolver,
     env_source_date: Option<SourceDate>,
 ) -> Result<Lockfile, LockError> {
     let mut images = BTreeMap::new();
     let mut resolved_all = Vec::new();
     for image in spec.image_refs() {
-        let (locked, resolved) = lock_image(store, &image.image)?;
+        let (locked, resolved) = lock_image(resolver, &image.image)?;
         if let Some(pinned) = image.image.digest()
             && *pinned != locked.digest
         {
@@ -317,34 +358,42 @@ pub struct StaleLock {
     pub reason: String,
 }
 
-/// The pins a build uses, from the lock and the spec's own `@sha256:` references.
-#[allow(clippy::too_many_arguments)]
+/// What [`pin_for_build`] needs to know about the spec and its lock.
+pub struct PinRequest<'a> {
+    pub spec: &'a Spec,
+    /// sha256 of the spec file's bytes.
+    pub spec_digest: &'a Digest,
+    /// The spec file's directory: `files[].source` paths are relative to it.
+    pub spec_dir: &'a Path,
+    pub lock: Option<&'a Lockfile>,
+    pub mode: LockMode,
+    /// `SOURCE_DATE_EPOCH` as the caller parsed it, if set.
+    pub env_source_date: Option<SourceDate>,
+    /// How messages name the spec file and its lock file.
+    pub spec_name: &'a str,
+    pub lock_name: &'a str,
+}
+
+/// The pins a build uses, from the lock and the spec's own `@sha256:` references. A lock
+/// that `--locked` refuses is [`LockError::Stale`].
 pub fn pin_for_build(
-    spec: &Spec,
-    spec_digest: &Digest,
-    spec_dir: &Path,
-    lock: Option<&Lockfile>,
-    mode: LockMode,
-    store: &Store,
-    env_source_date: Option<SourceDate>,
-    names: (&str, &str),
-) -> Result<Result<BuildInputs, StaleLock>, LockError> {
-    let (spec_path, lock_path) = names;
+    req: &PinRequest<'_>,
+    resolver: &dyn Resolver,
+) -> Result<BuildInputs, LockError> {
+    let PinRequest { spec, spec_digest, spec_dir, lock, mode, env_source_date, .. } = *req;
+    let spec_path = req.spec_name;
     let stale = |reason: String| StaleLock {
-        lock_path: lock_path.to_string(),
+        lock_path: req.lock_name.to_string(),
         spec_path: spec_path.to_string(),
         reason,
     };
     if mode == LockMode::Locked {
-        match lock {
-            None => {
-                return Ok(Err(stale("the lock file does not exist (--locked needs one)".into())));
-            }
-            Some(l) => {
-                if let Err(reason) = l.check_fresh(spec, spec_digest) {
-                    return Ok(Err(stale(reason)));
-                }
-            }
+        let reason = match lock {
+            None => Some("the lock file does not exist (--locked needs one)".to_string()),
+            Some(l) => l.staleness(spec, spec_digest),
+        };
+        if let Some(reason) = reason {
+            return Err(stale(reason).into());
         }
     }
     let mut images = Vec::new();
@@ -369,7 +418,7 @@ pub fn pin_for_build(
                 )));
             }
         };
-        let (locked, resolved) = lock_image(store, &u.image.with_digest(top))?;
+        let (locked, resolved) = lock_image(resolver, &u.image.with_digest(top))?;
         if let Some(l) = from_lock
             && (l.manifest != locked.manifest
                 || l.config != locked.config
@@ -413,5 +462,5 @@ pub fn pin_for_build(
         (None, None, Some(l)) => l.source_date_epoch,
         (None, None, _) => source_date_from_inputs(&resolved_for_date),
     };
-    Ok(Ok(BuildInputs { images, files, source_date }))
+    Ok(BuildInputs { images, files, source_date })
 }

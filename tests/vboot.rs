@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::qemu::{cairn_in, find_debs, have_qemu, imported_name};
 use cairn::testkit::parse_newc;
-use cairn::vboot::MODULES;
+use cairn::emit::verified_boot::MODULES;
 
 use crate::util::{self, TestDir, hash_tree, repo, tar_entries, tar_file};
 

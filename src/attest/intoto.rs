@@ -123,7 +123,7 @@ pub fn subjects(list: &[ResourceDescriptor]) -> Result<Vec<(String, Digest)>, Su
     let mut names = BTreeSet::new();
     for s in list {
         let name = s.name.clone().ok_or(SubjectError::NoName)?;
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        if crate::output_name::OutputName::parse(&name).is_err() {
             return Err(SubjectError::NotPlainName(name));
         }
         let set = s.digest.as_ref().filter(|d| d.contains_key("sha256"));

@@ -1,13 +1,13 @@
 //! `cairn lock`: pin every input of a spec by sha256.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::digest::Digest;
-use crate::lock::{self as stage, Lockfile};
-use crate::spec::{self, Spec};
+use crate::build::LoadedSpec;
+use crate::diag::Rejection;
+use crate::lock as stage;
 
 use super::GlobalArgs;
 
@@ -31,49 +31,6 @@ pub struct Args {
     pub check: bool,
 }
 
-/// A spec as read from disk.
-pub struct LoadedSpec {
-    pub path: PathBuf,
-    pub text: String,
-    pub spec: Spec,
-    pub digest: Digest,
-}
-
-impl LoadedSpec {
-    pub fn read(path: &Path) -> anyhow::Result<LoadedSpec> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading spec {}", path.display()))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("reading spec {}: not valid UTF-8", path.display()))?;
-        let spec = spec::parse(&path.display().to_string(), &text)?;
-        let digest = Digest::of(text.as_bytes());
-        Ok(LoadedSpec { path: path.to_path_buf(), text, spec, digest })
-    }
-
-    pub fn dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        }
-    }
-
-    pub fn lock_path(&self) -> PathBuf {
-        let mut s = self.path.clone().into_os_string();
-        s.push(".lock");
-        PathBuf::from(s)
-    }
-
-    /// The existing lock file, if there is one.
-    pub fn read_lock(&self) -> anyhow::Result<Option<Lockfile>> {
-        let path = self.lock_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(Lockfile::parse(&path.display().to_string(), &bytes)?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading lock {}", path.display())),
-        }
-    }
-}
-
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let loaded = LoadedSpec::read(&args.spec)?;
     let store = global.open_store()?;
@@ -85,13 +42,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         let current = std::fs::read(&lock_path).ok();
         if current.as_deref() != Some(&rendered[..]) {
-            eprintln!(
-                "cairn: {} is {}\n\nRun `cairn lock {}` to update it.",
+            return Err(Rejection::new(format!(
+                "{} is {}\n\nRun `cairn lock {}` to update it.",
                 lock_path.display(),
                 if current.is_some() { "stale" } else { "missing" },
                 loaded.path.display()
-            );
-            return Ok(ExitCode::from(super::EXIT_REJECTED));
+            ))
+            .into());
         }
         return Ok(ExitCode::SUCCESS);
     }

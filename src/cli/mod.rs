@@ -13,6 +13,7 @@ mod lock;
 mod run;
 mod sign;
 mod sigstore;
+mod spinner;
 mod store;
 mod verify;
 
@@ -21,12 +22,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::diag::{Rejection, render_error};
+use crate::lock::StaleLock;
 use crate::source_date::SourceDate;
 
 /// Exit status for "a check said no".
-pub const EXIT_REJECTED: u8 = 1;
+const EXIT_REJECTED: u8 = 1;
 /// Exit status for errors, including usage errors.
-pub const EXIT_ERROR: u8 = 2;
+const EXIT_ERROR: u8 = 2;
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -81,9 +84,9 @@ pub enum Command {
 
 /// Parses the command line, runs it, prints any error, and returns the exit status.
 pub fn main() -> ExitCode {
-    // PID 1 named /init: the verified-boot verifier initramfs (see crate::vboot).
-    if crate::vboot::is_verifier_invocation() {
-        return crate::vboot::boot_verify_main();
+    // PID 1 named /init: the verified-boot verifier initramfs (see crate::init::verifier).
+    if crate::init::verifier::is_verifier_invocation() {
+        return crate::init::verifier::boot_verify_main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -95,27 +98,23 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cairn: {}", render_error(&e));
-            ExitCode::from(EXIT_ERROR)
+            let (status, message) = exit_status(&e);
+            eprintln!("cairn: {message}");
+            ExitCode::from(status)
         }
     }
 }
 
-/// `outer: inner: cause`, skipping a cause whose text an outer message already quotes
-/// (several library errors include their source in their own message).
-pub fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
+/// The one place an error becomes an exit status: a verdict (a check said no, see
+/// [`Rejection`] and [`StaleLock`]) exits 1 with its own message alone; anything else
+/// exits 2 with the whole chain.
+fn exit_status(e: &anyhow::Error) -> (u8, String) {
     for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
+        if cause.is::<Rejection>() || cause.is::<StaleLock>() {
+            return (EXIT_REJECTED, cause.to_string());
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
     }
-    out
+    (EXIT_ERROR, render_error(e))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -183,10 +182,20 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn error_chain_is_not_repeated() {
-        let inner = std::io::Error::other("disk on fire");
-        let e = anyhow::Error::new(inner).context("writing x: disk on fire").context("building y");
-        assert_eq!(render_error(&e), "building y: writing x: disk on fire");
+    fn verdicts_exit_1_with_their_own_message_and_errors_exit_2() {
+        let stale = StaleLock {
+            lock_path: "x.yml.lock".into(),
+            spec_path: "x.yml".into(),
+            reason: "the spec changed".into(),
+        };
+        let e = anyhow::Error::new(crate::lock::LockError::from(stale)).context("building x.yml");
+        let (code, msg) = exit_status(&e);
+        assert_eq!(code, EXIT_REJECTED);
+        assert_eq!(msg, "x.yml.lock: the spec changed\n\nRun `cairn lock x.yml` to update it.");
+        let e = anyhow::Error::new(Rejection::new("verification failed: no")).context("verifying");
+        assert_eq!(exit_status(&e), (EXIT_REJECTED, "verification failed: no".to_string()));
+        let e = anyhow::anyhow!("disk on fire").context("writing x");
+        assert_eq!(exit_status(&e), (EXIT_ERROR, "writing x: disk on fire".to_string()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::attest::intoto::{self, ResourceDescriptor, Statement};
 use crate::attest::{STATEMENT_TYPE, sbom_statement_for};
+use crate::diag::Rejection;
 use crate::digest::Digest;
 use crate::sign::attestations::sign_statements;
 
@@ -55,8 +56,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             format!("reading {}: not an in-toto Statement v1", provenance_path.display())
         })?;
     if let Err(reason) = check_subjects(&args.dir, &statement.subject) {
-        eprintln!("cairn: refusing to sign {}: {reason}", args.dir.display());
-        return Ok(ExitCode::from(super::EXIT_REJECTED));
+        let refusal = format!("refusing to sign {}: {reason}", args.dir.display());
+        return Err(Rejection::new(refusal).into());
     }
     let spdx = read_json(&args.dir.join(format!("{name}.spdx.json")))?;
     let sbom = sbom_statement_for(statement.subject, spdx);

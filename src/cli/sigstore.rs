@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::sigstore::{self, SigstoreError, TrustAnchor};
+use crate::diag::Rejection;
+use crate::sigstore::{self, TrustAnchor};
 
 /// Work with Sigstore bundles signed upstream.
 ///
@@ -116,13 +117,8 @@ fn verify_bundle(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
             eprintln!("cairn: verified {} for {}", args.bundle.display(), verified.artifact());
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("cairn: {}: {}", args.bundle.display(), e);
-            Ok(ExitCode::from(exit_code(&e)))
-        }
+        // The message is the bundle and the error alone, whether it is a verdict or not.
+        Err(e) if e.is_input_error() => anyhow::bail!("{}: {}", args.bundle.display(), e),
+        Err(e) => Err(Rejection::new(format!("{}: {}", args.bundle.display(), e)).into()),
     }
-}
-
-fn exit_code(e: &SigstoreError) -> u8 {
-    if e.is_input_error() { super::EXIT_ERROR } else { super::EXIT_REJECTED }
 }

@@ -89,13 +89,13 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 println!("problem\t{p}");
             }
             if !report.is_ok() {
-                eprintln!(
-                    "cairn: store {root} has problems: {} corrupt, {} missing, {} other",
+                return Err(crate::diag::Rejection::new(format!(
+                    "store {root} has problems: {} corrupt, {} missing, {} other",
                     report.corrupt.len(),
                     report.missing.len(),
                     report.problems.len()
-                );
-                return Ok(ExitCode::from(super::EXIT_REJECTED));
+                ))
+                .into());
             }
             if !global.quiet {
                 eprintln!("cairn: store {root} is consistent ({} blobs checked)", report.checked);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::diag::Rejection;
 use crate::policy::{self, Policy, Timestamp};
 use crate::sign::keys::PublicKey;
 use crate::verify::{self, Request, Target};
@@ -124,8 +125,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match outcome.verdict {
         Ok(_verified) => Ok(ExitCode::SUCCESS),
         Err(rejected) => {
-            eprintln!("cairn: verification failed: {}", rejected.reason);
-            Ok(ExitCode::from(super::EXIT_REJECTED))
+            Err(Rejection::new(format!("verification failed: {}", rejected.reason)).into())
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! This module owns the bytes of every build output: the tar writer ([`tar`]), the cpio
 //! newc writer ([`cpio`]), the gzip/zstd streams ([`compress`]) and the OCI image layout
-//! ([`oci`]). [`emit`] writes the outputs that the CLI asks for into a staging directory,
-//! computing each file's digest while the bytes are written (files are never read back).
+//! ([`oci`]), and the verified-boot payload disk and verifier initramfs ([`verified_boot`]).
+//! [`emit`] writes the image outputs a build asks for into a staging directory, computing
+//! each file's digest while the bytes are written (files are never read back).
 //!
 //! Every byte is a function of the tree and the source date only. Entries come in the
 //! tree's sorted order, owners are numeric with empty user and group names, timestamps are
@@ -15,6 +16,7 @@ pub mod compress;
 pub mod cpio;
 pub mod oci;
 pub mod tar;
+pub mod verified_boot;
 
 use std::fmt;
 use std::fs::{File, Permissions};
@@ -24,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::digest::{Digest, HashingWriter};
+use crate::output_name::OutputName;
 use crate::source_date::SourceDate;
-use crate::tree::{Content, NodeKind, Tree, TreePath};
+use crate::tree::{Content, NodeKind, Tree, TreeError, TreePath};
 
 pub use compress::Codec;
 
@@ -39,8 +42,6 @@ pub enum EmitError {
     UnknownFormat(String),
     #[error("unknown compression {0:?} (expected gzip or zstd)")]
     UnknownCodec(String),
-    #[error("output name {0:?} must be a plain file name (no '/', not empty, not \".\" or \"..\")")]
-    BadName(String),
     /// Bad input: the image has no kernel but a kernel output was requested.
     #[error("kernel+initrd needs a kernel: the spec has no kernel section")]
     MissingKernel,
@@ -55,6 +56,14 @@ pub enum EmitError {
     /// Environment: writing to the output stream failed (the caller knows which).
     #[error("writing the output: {0}")]
     Write(#[source] io::Error),
+    /// Bad input: a tree operation was refused (or the spool failed).
+    #[error("{0}")]
+    Tree(#[from] TreeError),
+    /// Environment: an input file (a payload member) could not be read.
+    #[error("reading {}: {source}", path.display())]
+    ReadFile { path: PathBuf, source: io::Error },
+    #[error("writing {name} into the payload disk: {source}")]
+    PayloadMember { name: String, source: io::Error },
     /// Environment: a file or directory of the output could not be written.
     #[error("writing {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -73,7 +82,8 @@ impl EmitError {
     }
 }
 
-/// An output format requested on the command line.
+/// An output format made from the tree alone (verified boot, which also needs the signed
+/// attestations, is a build format: `crate::build::Format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `<name>.tar`: the whole tree.
@@ -82,10 +92,6 @@ pub enum Format {
     KernelInitrd(Codec),
     /// `<name>.oci/`: an OCI image layout with the tree as its single layer.
     Oci,
-    /// `<name>-kernel`, `<name>-cmdline`, `<name>-initrd.img` (the verifier initramfs) and
-    /// `<name>-payload.img`: written by the build (it needs the signed attestations), see
-    /// [`crate::vboot`]; [`emit`] writes nothing for it.
-    VerifiedBoot,
 }
 
 impl fmt::Display for Format {
@@ -95,7 +101,6 @@ impl fmt::Display for Format {
             Format::KernelInitrd(Codec::Gzip) => f.write_str("kernel+initrd"),
             Format::KernelInitrd(c) => write!(f, "kernel+initrd:{c}"),
             Format::Oci => f.write_str("oci"),
-            Format::VerifiedBoot => f.write_str("verified-boot"),
         }
     }
 }
@@ -108,7 +113,6 @@ impl FromStr for Format {
             None => match s {
                 "tar" => Ok(Format::Tar),
                 "oci" => Ok(Format::Oci),
-                "verified-boot" => Ok(Format::VerifiedBoot),
                 "kernel+initrd" => Ok(Format::KernelInitrd(Codec::Gzip)),
                 _ => Err(EmitError::UnknownFormat(s.to_string())),
             },
@@ -141,12 +145,9 @@ pub fn emit(
     tree: &Tree,
     formats: &[Format],
     dir: &Path,
-    name: &str,
+    name: &OutputName,
     source_date: SourceDate,
 ) -> Result<Vec<Output>, EmitError> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(EmitError::BadName(name.to_string()));
-    }
     let mut outputs = Vec::new();
     for format in formats {
         match format {
@@ -167,7 +168,6 @@ pub fn emit(
                     size: img.manifest_size,
                 });
             }
-            Format::VerifiedBoot => {}
         }
     }
     Ok(outputs)
@@ -182,7 +182,7 @@ fn emit_kernel_initrd(
     tree: &Tree,
     codec: Codec,
     dir: &Path,
-    name: &str,
+    name: &OutputName,
 ) -> Result<Vec<Output>, EmitError> {
     const FORMAT: &str = "kernel+initrd";
     let file_at = |raw: &str| -> Result<Option<&Content>, EmitError> {
@@ -328,6 +328,16 @@ mod tests {
     use super::*;
     use crate::tree::Node;
 
+    /// [`emit`] with the source date zero, named `n`.
+    fn emit_as(
+        t: &Tree,
+        formats: &[Format],
+        dir: &Path,
+        n: &str,
+    ) -> Result<Vec<Output>, EmitError> {
+        emit(t, formats, dir, &OutputName::parse(n).unwrap(), SourceDate::ZERO)
+    }
+
     #[test]
     fn formats_parse_and_display() {
         for (s, f) in [
@@ -352,9 +362,7 @@ mod tests {
     fn kernel_initrd_needs_a_kernel() {
         let t = sample_tree();
         let dir = tempfile::tempdir().unwrap();
-        let err =
-            emit(&t, &[Format::KernelInitrd(Codec::Gzip)], dir.path(), "img", SourceDate::ZERO)
-                .unwrap_err();
+        let err = emit_as(&t, &[Format::KernelInitrd(Codec::Gzip)], dir.path(), "img").unwrap_err();
         assert_eq!(err.to_string(), "kernel+initrd needs a kernel: the spec has no kernel section");
     }
 
@@ -369,7 +377,7 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let formats = [Format::KernelInitrd(Codec::Gzip), Format::Tar];
-        let outs = emit(&t, &formats, dir.path(), "img", SourceDate::ZERO).unwrap();
+        let outs = emit_as(&t, &formats, dir.path(), "img").unwrap();
         let names: Vec<_> = outs.iter().map(|o| o.rel_path.as_str()).collect();
         assert_eq!(names, ["img-kernel", "img-initrd.img", "img-cmdline", "img.tar"]);
         for o in &outs {
@@ -391,26 +399,19 @@ mod tests {
     }
 
     #[test]
-    fn missing_cmdline_gives_an_empty_file_and_bad_names_are_refused() {
+    fn missing_cmdline_gives_an_empty_file() {
         let mut t = sample_tree();
         t.insert(p("boot/kernel"), Node::file(Content::inline("K"), 0o644, 5), &dir_template())
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let outs =
-            emit(&t, &[Format::KernelInitrd(Codec::Zstd)], dir.path(), "x", SourceDate::ZERO)
-                .unwrap();
+        let outs = emit_as(&t, &[Format::KernelInitrd(Codec::Zstd)], dir.path(), "x").unwrap();
         assert_eq!(outs[2].size, 0);
-        assert!(matches!(
-            emit(&t, &[Format::Tar], dir.path(), "a/b", SourceDate::ZERO),
-            Err(EmitError::BadName(_))
-        ));
     }
 
     #[test]
     fn write_errors_name_the_file() {
         let t = sample_tree();
-        let err = emit(&t, &[Format::Tar], Path::new("/nonexistent/dir"), "x", SourceDate::ZERO)
-            .unwrap_err();
+        let err = emit_as(&t, &[Format::Tar], Path::new("/nonexistent/dir"), "x").unwrap_err();
         assert!(err.to_string().starts_with("writing /nonexistent/dir/x.tar: "), "{err}");
     }
 }

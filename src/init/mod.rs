@@ -1,4 +1,5 @@
-//! The payload's init and cairn's built-in container runner.
+//! The payload's init, cairn's built-in container runner, and the verified-boot
+//! verifier (PID 1 of the verifier initramfs, in [`verifier`]).
 //!
 //! # `cairn internal init`: PID 1 of the payload
 //!
@@ -72,6 +73,7 @@
 mod pid1;
 pub mod plan;
 mod runner;
+pub mod verifier;
 
 pub use pid1::{InitOptions, RUNC_PATHS, bundles, describe, log, run as run_init};
 pub use plan::{

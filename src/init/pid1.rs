@@ -256,7 +256,7 @@ impl Init {
                 log(format!("{kind} {name}: warning: {w}"));
             }
             if let Err(e) = prepare_runtime(&name, &plan.mkdir, &plan.prepare) {
-                log(format!("{kind} {name}: {}", crate::cli::render_error(&e)));
+                log(format!("{kind} {name}: {}", crate::diag::render_error(&e)));
                 return None;
             }
         }

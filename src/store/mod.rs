@@ -37,6 +37,7 @@ mod fsck;
 pub mod import;
 mod index;
 mod media;
+mod source;
 mod staging;
 mod walk;
 
@@ -45,6 +46,7 @@ pub use fsck::{FsckReport, GcReport};
 pub use index::{Layer, ResolvedImage, canonical_json};
 pub(crate) use media::{check_size, classify};
 pub use media::{desc_digest, make_descriptor};
+pub use source::{BlobSource, Offline};
 pub(crate) use staging::Staging;
 pub(crate) use walk::{Walk, walk};
 
