@@ -17,6 +17,7 @@ pub mod init;
 pub mod lock;
 pub mod policy;
 pub mod reference;
+pub mod registry;
 pub mod run;
 pub mod sign;
 pub mod sigstore;
