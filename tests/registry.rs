@@ -351,19 +351,13 @@ fn referrers_api_retries_and_stalls_against_a_spec_server() {
     attestations_equal(&t.join("out"), &fetched);
 
     // Chunked upload and a cross-repository mount.
-    t.cairn()
-        .arg("push")
-        .arg(&layout)
-        .arg(format!("{}/chunked:1", fake.host()))
-        .args(["--chunk-size", "100"])
-        .ok();
+    for (repo, flag, value) in
+        [("chunked", "--chunk-size", "100"), ("mounted", "--mount-from", "hello")]
+    {
+        let target = format!("{}/{repo}:1", fake.host());
+        t.cairn().arg("push").arg(&layout).arg(target).args([flag, value]).ok();
+    }
     assert!(fake.requests("PATCH /v2/chunked/blobs/uploads/") > 2);
-    t.cairn()
-        .arg("push")
-        .arg(&layout)
-        .arg(format!("{}/mounted:1", fake.host()))
-        .args(["--mount-from", "hello"])
-        .ok();
     // The image's config and layer are mounted; only the attestation blobs go up.
     assert_eq!(fake.requests("PUT /v2/mounted/blobs/uploads/"), blob_puts - 2);
 

@@ -64,6 +64,18 @@ impl<'r> Repo<'r> {
         }
     }
 
+    /// `GET /v2/<name>/<rest>` accepting `accept`; returns the URL and the response.
+    fn get(
+        &self,
+        rest: &str,
+        accept: &str,
+    ) -> Result<(String, ureq::http::Response<ureq::Body>), RegistryError> {
+        let url = self.url(rest);
+        let resp =
+            self.reg.send(Method::GET, &url, &[("accept", accept)], Payload::None, &self.scope)?;
+        Ok((url, resp))
+    }
+
     /// Fetches a manifest or index by tag or digest; `None` when the registry has none.
     /// By digest the content must hash to it; by tag, to the `Docker-Content-Digest` the
     /// registry announces (if it does).
@@ -72,14 +84,7 @@ impl<'r> Repo<'r> {
         reference: &str,
         expected: Option<&Desc>,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let url = self.url(&format!("manifests/{reference}"));
-        let mut resp = self.reg.send(
-            Method::GET,
-            &url,
-            &[("accept", ACCEPT_MANIFESTS)],
-            Payload::None,
-            &self.scope,
-        )?;
+        let (url, mut resp) = self.get(&format!("manifests/{reference}"), ACCEPT_MANIFESTS)?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
@@ -89,10 +94,7 @@ impl<'r> Repo<'r> {
         let content_type = header(&resp, "content-type")
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_string());
         let what = format!("manifest {reference}");
-        let bytes =
-            resp.body_mut().with_config().limit(MAX_JSON_BLOB).read_to_vec().map_err(|e| {
-                RegistryError::Transport { method: "GET", url: url.clone(), reason: e.to_string() }
-            })?;
+        let bytes = read_body(&mut resp, &url, MAX_JSON_BLOB)?;
         let digest = Digest::of(&bytes);
         let want = match expected {
             Some(d) => Some(d.digest),
@@ -259,12 +261,7 @@ impl<'r> Repo<'r> {
         if resp.status().as_u16() != 200 {
             return Err(status_error("GET", &url, resp));
         }
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(desc.size.saturating_add(1))
-            .read_to_vec()
-            .map_err(|e| RegistryError::Transport { method: "GET", url, reason: e.to_string() })?;
+        let bytes = read_body(&mut resp, &url, desc.size.saturating_add(1))?;
         let actual = Digest::of(&bytes);
         if bytes.len() as u64 != desc.size || actual != desc.digest {
             return Err(self.verification(
@@ -404,14 +401,7 @@ impl<'r> Repo<'r> {
     /// `GET /v2/<name>/referrers/<digest>`: the index of referrers, or `None` when the
     /// registry does not offer the API.
     pub(crate) fn referrers_api(&self, subject: &Digest) -> Result<Option<Vec<u8>>, RegistryError> {
-        let url = self.url(&format!("referrers/{subject}"));
-        let mut resp = self.reg.send(
-            Method::GET,
-            &url,
-            &[("accept", MT_OCI_INDEX)],
-            Payload::None,
-            &self.scope,
-        )?;
+        let (url, mut resp) = self.get(&format!("referrers/{subject}"), MT_OCI_INDEX)?;
         let is_index = header(&resp, "content-type").is_some_and(|c| c.starts_with(MT_OCI_INDEX));
         match resp.status().as_u16() {
             200 if is_index => {}
@@ -419,10 +409,19 @@ impl<'r> Repo<'r> {
             200 | 404 | 405 => return Ok(None),
             _ => return Err(status_error("GET", &url, resp)),
         }
-        let bytes =
-            resp.body_mut().with_config().limit(MAX_JSON_BLOB).read_to_vec().map_err(|e| {
-                RegistryError::Transport { method: "GET", url, reason: e.to_string() }
-            })?;
-        Ok(Some(bytes))
+        read_body(&mut resp, &url, MAX_JSON_BLOB).map(Some)
     }
+}
+
+/// The body of a response, at most `limit` bytes.
+fn read_body(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    url: &str,
+    limit: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    resp.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| RegistryError::Transport {
+        method: "GET",
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
 }

@@ -69,8 +69,7 @@ pub fn resolve(
     options: &Options,
 ) -> Result<ResolvedImage, RegistryError> {
     let reg = Registry::connect(reference.registry(), options)?;
-    let repo = Repo::new(&reg, reference.repository(), false);
-    Ok(resolve_in(&repo, reference, platform)?.0)
+    resolve_in(&Repo::new(&reg, reference.repository(), false), reference, platform).map(|r| r.0)
 }
 
 /// Resolves and returns the manifests read (top first).
@@ -161,13 +160,8 @@ pub fn pull(
     let reg = Registry::connect(reference.registry(), options)?;
     let repo = Repo::new(&reg, reference.repository(), false);
     let (resolved, manifests) = resolve_in(&repo, reference, platform)?;
-    // Config and layers first: the manifest lands only when what it names is there.
-    let mut blobs = vec![resolved.config.clone()];
-    blobs.extend(resolved.layers.iter().cloned());
-    let (blobs_fetched, bytes_fetched) = fetch_blobs(&repo, store, blobs, options, progress)?;
-    for m in manifests.iter().rev() {
-        store.put_blob(m.bytes.as_slice(), Some(&m.digest))?;
-    }
+    let (blobs_fetched, bytes_fetched) =
+        transfer(&repo, store, &resolved, &manifests, options, progress)?;
     let name = name.cloned().unwrap_or_else(|| reference.without_digest());
     let m = &resolved.manifest;
     store.tag(&name, &make_descriptor(&m.media_type, &m.digest, m.size)?)?;
@@ -219,12 +213,8 @@ pub fn fetch_lock(
                 reason: "its manifest, config or layers differ from the lock".into(),
             });
         }
-        let mut blobs = vec![resolved.config.clone()];
-        blobs.extend(resolved.layers.iter().cloned());
-        let (blobs_fetched, bytes_fetched) = fetch_blobs(&repo, store, blobs, options, progress)?;
-        for m in manifests.iter().rev() {
-            store.put_blob(m.bytes.as_slice(), Some(&m.digest))?;
-        }
+        let (blobs_fetched, bytes_fetched) =
+            transfer(&repo, store, &resolved, &manifests, options, progress)?;
         progress.line(&format!(
             "fetched {} {} ({blobs_fetched} blobs, {bytes_fetched} bytes transferred)",
             locked.reference, locked.digest
@@ -234,15 +224,18 @@ pub fn fetch_lock(
     Ok(out)
 }
 
-/// Downloads the blobs the store lacks, `options.jobs` at a time. Returns how many blobs
-/// and bytes were transferred. The first error stops the other transfers.
-fn fetch_blobs(
+/// Downloads the config and layers the store lacks, `options.jobs` at a time, then stores
+/// the manifests (platform manifest before index): a manifest lands only when what it names
+/// is there. Returns how many blobs and bytes were transferred.
+fn transfer(
     repo: &Repo<'_>,
     store: &Store,
-    blobs: Vec<Desc>,
+    resolved: &ResolvedImage,
+    manifests: &[Manifest],
     options: &Options,
     progress: &Progress,
 ) -> Result<(usize, u64), RegistryError> {
+    let blobs = std::iter::once(&resolved.config).chain(&resolved.layers).cloned();
     let mut seen = std::collections::BTreeSet::new();
     let missing: Vec<Desc> =
         blobs.into_iter().filter(|b| seen.insert(b.digest) && !store.has_blob(&b.digest)).collect();
@@ -255,5 +248,8 @@ fn fetch_blobs(
         bar.finish_and_clear();
         result
     })?;
+    for m in manifests.iter().rev() {
+        store.put_blob(m.bytes.as_slice(), Some(&m.digest))?;
+    }
     Ok((count, bytes))
 }

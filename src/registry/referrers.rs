@@ -47,31 +47,21 @@ impl Artifact {
     /// Splits `NAME.intoto.jsonl` and `NAME.sigstore.json` into artifacts (envelopes and
     /// bundles are parsed, so only well-formed ones are attached).
     pub(crate) fn from_files(dir: &Path, name: &str) -> Result<Vec<Artifact>, RegistryError> {
-        let mut out = Vec::new();
         let jsonl = format!("{name}.intoto.jsonl");
-        if let Some(bytes) = read_optional(&dir.join(&jsonl))? {
-            let envelopes = dsse::parse_jsonl(&bytes)
-                .map_err(|e| RegistryError::invalid(jsonl.clone(), e.to_string()))?;
-            for (position, e) in envelopes.iter().enumerate() {
-                out.push(Artifact {
-                    artifact_type: ARTIFACT_DSSE,
-                    file: jsonl.clone(),
-                    position,
-                    content: e.to_json_line().into_bytes(),
-                });
-            }
-        }
+        let envelopes = split(dir, &jsonl, |b| {
+            dsse::parse_jsonl(b).map(|v| v.iter().map(|e| e.to_json_line()).collect())
+        })?;
         let sigstore = format!("{name}.sigstore.json");
-        if let Some(bytes) = read_optional(&dir.join(&sigstore))? {
-            let bundles = bundle::parse_collection(&bytes)
-                .map_err(|e| RegistryError::invalid(sigstore.clone(), e.to_string()))?;
-            for (position, b) in bundles.iter().enumerate() {
-                out.push(Artifact {
-                    artifact_type: ARTIFACT_SIGSTORE_BUNDLE,
-                    file: sigstore.clone(),
-                    position,
-                    content: b.to_json().into_bytes(),
-                });
+        let bundles = split(dir, &sigstore, |b| {
+            bundle::parse_collection(b).map(|v| v.iter().map(|e| e.to_json()).collect())
+        })?;
+        let mut out = Vec::new();
+        for (artifact_type, file, contents) in
+            [(ARTIFACT_DSSE, jsonl, envelopes), (ARTIFACT_SIGSTORE_BUNDLE, sigstore, bundles)]
+        {
+            for (position, content) in contents.into_iter().enumerate() {
+                let content = content.into_bytes();
+                out.push(Artifact { artifact_type, file: file.clone(), position, content });
             }
         }
         Ok(out)
@@ -83,6 +73,19 @@ impl Artifact {
         } else {
             ARTIFACT_SIGSTORE_BUNDLE
         }
+    }
+}
+
+/// The elements of the attestation file `dir/file` (none when it does not exist), each
+/// parsed and rendered again.
+fn split<E: std::fmt::Display>(
+    dir: &Path,
+    file: &str,
+    parse: impl Fn(&[u8]) -> Result<Vec<String>, E>,
+) -> Result<Vec<String>, RegistryError> {
+    match read_optional(&dir.join(file))? {
+        Some(bytes) => parse(&bytes).map_err(|e| RegistryError::invalid(file, e.to_string())),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -259,34 +262,36 @@ pub fn fetch_referrers(
             continue;
         }
         let content = repo.get_blob_bytes(layer, MAX_ATTESTATION)?;
-        let text = String::from_utf8(content).map_err(|_| {
-            RegistryError::invalid(format!("artifact {}", desc.digest), "not UTF-8")
-        })?;
-        files.entry(file.clone()).or_default().push((position, kind, text.into_bytes()));
+        files.entry(file.clone()).or_default().push((position, kind, content));
     }
     std::fs::create_dir_all(dir).map_err(RegistryError::io("create directory", dir))?;
     let mut written = Vec::new();
     for (file, mut parts) in files {
         parts.sort_by_key(|p| p.0);
         parts.dedup_by_key(|p| p.0);
+        let contents = parts.iter().map(|p| p.2.as_slice());
         let bytes = if file.ends_with(".intoto.jsonl") {
-            let envelopes = parts
-                .iter()
-                .map(|p| dsse::Envelope::from_json(&p.2))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RegistryError::invalid(file.clone(), e.to_string()))?;
-            dsse::to_jsonl(&envelopes).into_bytes()
+            join(&file, contents, dsse::Envelope::from_json, dsse::to_jsonl)?
         } else {
-            let bundles = parts
-                .iter()
-                .map(|p| bundle::Bundle::from_json(&p.2))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RegistryError::invalid(file.clone(), e.to_string()))?;
-            bundle::to_collection(&bundles).into_bytes()
+            join(&file, contents, bundle::Bundle::from_json, bundle::to_collection)?
         };
         let path = dir.join(&file);
         crate::atomic::write_atomic(&path, &bytes).map_err(RegistryError::io("write", &path))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Parses each element and renders the file they make, as the build wrote it.
+fn join<'a, T, E: std::fmt::Display>(
+    file: &str,
+    contents: impl Iterator<Item = &'a [u8]>,
+    parse: impl Fn(&[u8]) -> Result<T, E>,
+    render: impl Fn(&[T]) -> String,
+) -> Result<Vec<u8>, RegistryError> {
+    let items = contents
+        .map(parse)
+        .collect::<Result<Vec<T>, E>>()
+        .map_err(|e| RegistryError::invalid(file, e.to_string()))?;
+    Ok(render(&items).into_bytes())
 }

@@ -104,15 +104,27 @@ impl Registry {
             return Err(RegistryError::Transport { method, url, reason });
         }
         reg.base = format!("http://{api_host}");
-        reg.ping(false).map(|()| reg)
+        match reg.ping(false) {
+            Ok(()) => Ok(reg),
+            // Both failed: the HTTPS reason is the one that explains (an untrusted CA…).
+            Err(e) => Err(RegistryError::Transport {
+                method,
+                url,
+                reason: format!("{reason}; plain HTTP failed too: {e}"),
+            }),
+        }
     }
 
     /// `GET /v2/`; `probe` makes one attempt only (a probe for HTTPS before plain HTTP).
-    fn ping(&self, probe: bool) -> Result<(), RegistryError> {
+    fn ping(&mut self, probe: bool) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.base);
-        let attempts = if probe { 1 } else { self.options.attempts };
-        let options = Options { attempts, ..self.options.clone() };
-        let resp = self.send_with(&options, Method::GET, &url, &[], Payload::None, "")?;
+        let attempts = self.options.attempts;
+        if probe {
+            self.options.attempts = 1;
+        }
+        let resp = self.send(Method::GET, &url, &[], Payload::None, "");
+        self.options.attempts = attempts;
+        let resp = resp?;
         if resp.status().is_success() { Ok(()) } else { Err(status_error("GET", &url, resp)) }
     }
 
@@ -137,18 +149,7 @@ impl Registry {
         payload: Payload<'_>,
         scope: &str,
     ) -> Result<Response<Body>, RegistryError> {
-        self.send_with(&self.options, method, url, headers, payload, scope)
-    }
-
-    fn send_with(
-        &self,
-        options: &Options,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        payload: Payload<'_>,
-        scope: &str,
-    ) -> Result<Response<Body>, RegistryError> {
+        let options = &self.options;
         let method_name = method_name(&method);
         let mut authenticated = false;
         let mut attempt = 0u32;

@@ -153,6 +153,10 @@ fn respond(mut conn: &TcpStream, status: u16, headers: &[(&str, String)], body: 
     }
 }
 
+fn upload_session(conn: &TcpStream, name: &str, id: u32) {
+    respond(conn, 202, &[("Location", format!("/v2/{name}/blobs/uploads/{id}"))], b"", false);
+}
+
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", crate::util::sha256_hex(bytes))
 }
@@ -192,13 +196,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             s.next_upload += 1;
             let id = s.next_upload;
             s.uploads.insert(id, Vec::new());
-            respond(
-                &conn,
-                202,
-                &[("Location", format!("/v2/{name}/blobs/uploads/{id}"))],
-                b"",
-                false,
-            );
+            upload_session(&conn, &name, id);
             return Ok(());
         }
         let id: u32 = rest.parse().unwrap_or(0);
@@ -210,13 +208,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         match req.method.as_str() {
             "PATCH" => {
                 s.uploads.insert(id, data);
-                respond(
-                    &conn,
-                    202,
-                    &[("Location", format!("/v2/{name}/blobs/uploads/{id}"))],
-                    b"",
-                    false,
-                );
+                upload_session(&conn, &name, id);
             }
             "PUT" => {
                 let d = sha256(&data);
