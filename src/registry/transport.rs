@@ -159,7 +159,9 @@ impl Registry {
             for (k, v) in headers {
                 builder = builder.header(*k, *v);
             }
-            if let Some(value) = self.auth_header(scope) {
+            // Credentials go only to the registry itself, never to a host a Location names.
+            let own = url.strip_prefix(self.base.as_str()).is_some_and(|r| r.starts_with('/'));
+            if let Some(value) = self.auth_header(scope).filter(|_| own) {
                 builder = builder.header("authorization", value.as_str());
             }
             let result = match &payload {
