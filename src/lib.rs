@@ -23,6 +23,7 @@ pub mod oci;
 pub mod output_name;
 pub mod policy;
 pub mod reference;
+pub mod registry;
 pub mod run;
 pub mod sign;
 pub mod sigstore;

@@ -11,6 +11,7 @@ mod golden;
 mod hostile;
 mod init;
 mod qemu;
+mod registry;
 mod signing;
 mod sigstore;
 mod vboot;

@@ -426,6 +426,8 @@ const fn external(name: &'static str, install: &'static str) -> Tool {
 pub const CPIO: Tool = apt("cpio", "apt-get install cpio");
 pub const ZSTD: Tool = apt("zstd", "apt-get install zstd");
 pub const SKOPEO: Tool = apt("skopeo", "apt-get install skopeo");
+pub const DOCKER_REGISTRY: Tool = apt("docker-registry", "bash .ci/registry-setup");
+pub const HTPASSWD: Tool = apt("htpasswd", "bash .ci/registry-setup");
 pub const UMOCI: Tool = apt("umoci", "apt-get install umoci");
 pub const UNSHARE: Tool = apt("unshare", "apt-get install util-linux");
 pub const FAKETIME: Tool = apt("faketime", "apt-get install faketime");

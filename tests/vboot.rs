@@ -16,8 +16,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::qemu::{cairn_in, find_debs, have_qemu, imported_name};
-use cairn::testkit::parse_newc;
 use cairn::emit::verified_boot::MODULES;
+use cairn::testkit::parse_newc;
 
 use crate::util::{self, TestDir, hash_tree, repo, tar_entries, tar_file};
 

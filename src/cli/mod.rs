@@ -6,10 +6,13 @@
 
 mod build;
 mod completions;
+mod fetch;
 mod import;
 mod internal;
 mod keygen;
 mod lock;
+mod pull;
+mod push;
 mod run;
 mod sign;
 mod sigstore;
@@ -67,6 +70,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Import(import::Args),
+    Pull(pull::Args),
+    Push(push::Args),
+    Fetch(fetch::Args),
     Lock(lock::Args),
     Build(build::Args),
     Keygen(keygen::Args),
@@ -120,6 +126,9 @@ fn exit_status(e: &anyhow::Error) -> (u8, String) {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Import(args) => import::run(args, &cli.global),
+        Command::Pull(args) => pull::run(args, &cli.global),
+        Command::Push(args) => push::run(args, &cli.global),
+        Command::Fetch(args) => fetch::run(args, &cli.global),
         Command::Lock(args) => lock::run(args, &cli.global),
         Command::Build(args) => build::run(args, &cli.global),
         Command::Keygen(args) => keygen::run(args, &cli.global),
@@ -215,6 +224,17 @@ mod tests {
             &["cairn", "--store", "/s", "store", "ls"],
             &["cairn", "store", "gc", "--dry-run"],
             &["cairn", "store", "fsck"],
+            &[
+                "cairn",
+                "pull",
+                "busybox",
+                "--platform",
+                "linux/amd64",
+                "--insecure-registry",
+                "h:5000",
+            ],
+            &["cairn", "push", "out/x.oci", "h:5000/x:1", "--mount-from", "base"],
+            &["cairn", "fetch", "x.yml", "--registry-ca", "ca.pem"],
             &["cairn", "completions", "bash"],
             &["cairn", "internal", "init"],
             &["cairn", "internal", "init", "--containers", "/c", "--no-mount"],

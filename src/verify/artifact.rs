@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-
 use crate::digest::{Digest, Hasher};
 use crate::oci::strict::{Index, Manifest};
 
@@ -194,10 +193,7 @@ fn oci_layout_digest(dir: &Path) -> Result<Digest, ArtifactError> {
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|source| ArtifactError::Json { what: "manifest", source })?;
     if manifest.schema_version != 2
-        || manifest
-            .media_type
-            .as_deref()
-            .is_some_and(|t| t != crate::oci::MT_OCI_MANIFEST)
+        || manifest.media_type.as_deref().is_some_and(|t| t != crate::oci::MT_OCI_MANIFEST)
     {
         return Err(ArtifactError::Unexpected {
             file: "manifest",
