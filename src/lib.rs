@@ -13,6 +13,7 @@ pub mod assemble;
 pub mod atomic;
 pub mod attest;
 pub mod build;
+pub mod canonical_json;
 pub mod cli;
 pub mod diag;
 pub mod digest;

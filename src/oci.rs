@@ -12,7 +12,7 @@
 //! golden digests in `tests/golden/` pin it. oci-spec keeps annotations in a `HashMap`;
 //! cairn writes at most one annotation per descriptor (the ref name), so hash order cannot
 //! reach the bytes. The store's own `index.json`, which can hold many, goes through
-//! `store::canonical_json` instead.
+//! `crate::canonical_json` instead.
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, ImageManifestBuilder, MediaType};
 use serde::Serialize;

@@ -55,10 +55,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| {
             format!("reading {}: not an in-toto Statement v1", provenance_path.display())
         })?;
-    if let Err(reason) = check_subjects(&args.dir, &statement.subject) {
-        let refusal = format!("refusing to sign {}: {reason}", args.dir.display());
-        return Err(Rejection::new(refusal).into());
-    }
+    check_subjects(&args.dir, &statement.subject)?;
     let spdx = read_json(&args.dir.join(format!("{name}.spdx.json")))?;
     let sbom = sbom_statement_for(statement.subject, spdx);
     let signed = sign_statements(&provenance, &sbom, &key)
@@ -104,13 +101,16 @@ fn only_provenance_name(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Re-hashes every subject: a file's sha256, or for an OCI layout directory the digest of
-/// the manifest its index.json names (checked against the blob itself).
-fn check_subjects(dir: &Path, subjects: &[ResourceDescriptor]) -> Result<(), String> {
-    for (name, want) in intoto::subjects(subjects).map_err(|e| e.to_string())? {
-        let have =
-            crate::verify::subject_digest(&dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+/// the manifest its index.json names (checked against the blob itself). A subject that
+/// does not match is a refusal (exit 1), not an error.
+fn check_subjects(dir: &Path, subjects: &[ResourceDescriptor]) -> Result<(), Rejection> {
+    let refuse =
+        |reason: String| Rejection::new(format!("refusing to sign {}: {reason}", dir.display()));
+    for (name, want) in intoto::subjects(subjects).map_err(|e| refuse(e.to_string()))? {
+        let have = crate::verify::subject_digest(&dir.join(&name))
+            .map_err(|e| refuse(format!("{name}: {e}")))?;
         if have != want {
-            return Err(format!("{name} is {have}, but the provenance says {want}"));
+            return Err(refuse(format!("{name} is {have}, but the provenance says {want}")));
         }
     }
     Ok(())

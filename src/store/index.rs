@@ -5,7 +5,6 @@ use std::fs::File;
 use std::io::Read;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
-use serde::Serialize;
 
 use super::{
     Compression, MAX_JSON_BLOB, Store, StoreError, check_size, classify, desc_digest,
@@ -144,7 +143,7 @@ impl Store {
     }
 
     pub(super) fn write_index(&self, manifests: &[Descriptor]) -> Result<(), StoreError> {
-        let bytes = canonical_json(&crate::oci::index(manifests.to_vec()))
+        let bytes = crate::canonical_json::to_vec(&crate::oci::index(manifests.to_vec()))
             .map_err(|e| StoreError::invalid("index.json", e.to_string()))?;
         self.write_atomic("index.json", &bytes)
     }
@@ -255,11 +254,4 @@ impl Store {
         }
         Ok(ResolvedImage { index, manifest, config, config_json, layers })
     }
-}
-
-/// Serializes with object keys sorted (serde_json's `Value` map is a `BTreeMap` unless the
-/// `preserve_order` feature is on; `canonical_json_sorts_keys` guards that), so `HashMap`
-/// fields in oci-spec types cannot make the bytes depend on hash order.
-pub fn canonical_json<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&serde_json::to_value(v)?)
 }

@@ -41,9 +41,10 @@ mod source;
 mod staging;
 mod walk;
 
+pub use crate::canonical_json::to_vec as canonical_json;
 pub use crate::oci::Compression;
 pub use fsck::{FsckReport, GcReport};
-pub use index::{Layer, ResolvedImage, canonical_json};
+pub use index::{Layer, ResolvedImage};
 pub(crate) use media::{check_size, classify};
 pub use media::{desc_digest, make_descriptor};
 pub use source::{BlobSource, Offline};

@@ -116,15 +116,6 @@ fn tmp_is_empty(store: &Store) -> bool {
 }
 
 #[test]
-fn canonical_json_sorts_keys() {
-    let mut m = std::collections::HashMap::new();
-    for k in ["z", "a", "m", "b", "y"] {
-        m.insert(k, 1);
-    }
-    assert_eq!(canonical_json(&m).unwrap(), br#"{"a":1,"b":1,"m":1,"y":1,"z":1}"#);
-}
-
-#[test]
 fn open_creates_layout_and_refuses_foreign_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
