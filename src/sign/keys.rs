@@ -77,6 +77,26 @@ const EC_PUBLIC_KEY_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 /// `secp256r1` / `prime256v1` (RFC 5480).
 const P256_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
+/// The algorithm a public or private key's algorithm identifier names; EC keys only on P-256.
+/// `what` names the key in the error when the EC parameters are not a curve OID.
+fn algorithm_of(
+    id: &pkcs8::spki::AlgorithmIdentifierRef<'_>,
+    what: &'static str,
+) -> Result<Algorithm, SignError> {
+    if id.oid == ED25519_OID {
+        return Ok(Algorithm::Ed25519);
+    }
+    if id.oid != EC_PUBLIC_KEY_OID {
+        return Err(SignError::UnsupportedAlgorithm { oid: id.oid.to_string() });
+    }
+    let curve =
+        id.parameters_oid().map_err(|e| SignError::MalformedKey { what, reason: e.to_string() })?;
+    if curve != P256_OID {
+        return Err(SignError::UnsupportedAlgorithm { oid: format!("{} (curve {curve})", id.oid) });
+    }
+    Ok(Algorithm::EcdsaP256)
+}
+
 /// Largest key file read. PEM keys of either type are a few hundred bytes.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
@@ -281,22 +301,13 @@ impl PublicKey {
             reason: e.to_string(),
         };
         let spki = pkcs8::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
-        let inner = if spki.algorithm.oid == ED25519_OID {
-            PublicInner::Ed25519(
+        let inner = match algorithm_of(&spki.algorithm, "public key")? {
+            Algorithm::Ed25519 => PublicInner::Ed25519(
                 ed25519_dalek::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else if spki.algorithm.oid == EC_PUBLIC_KEY_OID {
-            let curve = spki.algorithm.parameters_oid().map_err(|e| malformed(&e))?;
-            if curve != P256_OID {
-                return Err(SignError::UnsupportedAlgorithm {
-                    oid: format!("{} (curve {curve})", spki.algorithm.oid),
-                });
-            }
-            PublicInner::EcdsaP256(
+            ),
+            Algorithm::EcdsaP256 => PublicInner::EcdsaP256(
                 p256::ecdsa::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else {
-            return Err(SignError::UnsupportedAlgorithm { oid: spki.algorithm.oid.to_string() });
+            ),
         };
         let key = PublicKey::from_inner(inner)?;
         // Our re-encoding is canonical; insisting on it means one key has one key id.
@@ -448,22 +459,13 @@ impl SigningKey {
             reason: e.to_string(),
         };
         let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
-        let inner = if info.algorithm.oid == ED25519_OID {
-            SecretInner::Ed25519(
+        let inner = match algorithm_of(&info.algorithm, "private key")? {
+            Algorithm::Ed25519 => SecretInner::Ed25519(
                 ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else if info.algorithm.oid == EC_PUBLIC_KEY_OID {
-            let curve = info.algorithm.parameters_oid().map_err(|e| malformed(&e))?;
-            if curve != P256_OID {
-                return Err(SignError::UnsupportedAlgorithm {
-                    oid: format!("{} (curve {curve})", info.algorithm.oid),
-                });
-            }
-            SecretInner::EcdsaP256(
+            ),
+            Algorithm::EcdsaP256 => SecretInner::EcdsaP256(
                 p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else {
-            return Err(SignError::UnsupportedAlgorithm { oid: info.algorithm.oid.to_string() });
+            ),
         };
         SigningKey::from_inner(inner)
     }
