@@ -77,24 +77,29 @@ const EC_PUBLIC_KEY_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 /// `secp256r1` / `prime256v1` (RFC 5480).
 const P256_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
-/// The algorithm a public or private key's algorithm identifier names; EC keys only on P-256.
-/// `what` names the key in the error when the EC parameters are not a curve OID.
-fn algorithm_of(
-    id: &pkcs8::spki::AlgorithmIdentifierRef<'_>,
+/// Decodes a public or private key of either algorithm. `id` is the key's algorithm
+/// identifier, already read from its DER (EC keys are taken only on P-256); `decode` decodes
+/// the key for the algorithm it names. `what` names the key in errors.
+fn decode_key<T, E: fmt::Display>(
     what: &'static str,
-) -> Result<Algorithm, SignError> {
-    if id.oid == ED25519_OID {
-        return Ok(Algorithm::Ed25519);
-    }
-    if id.oid != EC_PUBLIC_KEY_OID {
+    id: Result<pkcs8::spki::AlgorithmIdentifierRef<'_>, pkcs8::der::Error>,
+    decode: impl FnOnce(Algorithm) -> Result<T, E>,
+) -> Result<T, SignError> {
+    let malformed = |e: &dyn fmt::Display| SignError::MalformedKey { what, reason: e.to_string() };
+    let id = id.map_err(|e| malformed(&e))?;
+    let algorithm = if id.oid == ED25519_OID {
+        Algorithm::Ed25519
+    } else if id.oid == EC_PUBLIC_KEY_OID {
+        let curve = id.parameters_oid().map_err(|e| malformed(&e))?;
+        if curve != P256_OID {
+            let oid = format!("{} (curve {curve})", id.oid);
+            return Err(SignError::UnsupportedAlgorithm { oid });
+        }
+        Algorithm::EcdsaP256
+    } else {
         return Err(SignError::UnsupportedAlgorithm { oid: id.oid.to_string() });
-    }
-    let curve =
-        id.parameters_oid().map_err(|e| SignError::MalformedKey { what, reason: e.to_string() })?;
-    if curve != P256_OID {
-        return Err(SignError::UnsupportedAlgorithm { oid: format!("{} (curve {curve})", id.oid) });
-    }
-    Ok(Algorithm::EcdsaP256)
+    };
+    decode(algorithm).map_err(|e| malformed(&e))
 }
 
 /// Largest key file read. PEM keys of either type are a few hundred bytes.
@@ -296,23 +301,22 @@ impl PublicKey {
 
     /// Parse SubjectPublicKeyInfo DER; the algorithm comes from the SPKI algorithm identifier.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, SignError> {
-        let malformed = |e: &dyn fmt::Display| SignError::MalformedKey {
-            what: "public key",
-            reason: e.to_string(),
-        };
-        let spki = pkcs8::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
-        let inner = match algorithm_of(&spki.algorithm, "public key")? {
-            Algorithm::Ed25519 => PublicInner::Ed25519(
-                ed25519_dalek::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,
-            ),
-            Algorithm::EcdsaP256 => PublicInner::EcdsaP256(
-                p256::ecdsa::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,
-            ),
-        };
+        let id = pkcs8::SubjectPublicKeyInfoRef::from_der(der).map(|spki| spki.algorithm);
+        let inner = decode_key("public key", id, |algorithm| match algorithm {
+            Algorithm::Ed25519 => {
+                ed25519_dalek::VerifyingKey::from_public_key_der(der).map(PublicInner::Ed25519)
+            }
+            Algorithm::EcdsaP256 => {
+                p256::ecdsa::VerifyingKey::from_public_key_der(der).map(PublicInner::EcdsaP256)
+            }
+        })?;
         let key = PublicKey::from_inner(inner)?;
         // Our re-encoding is canonical; insisting on it means one key has one key id.
         if key.spki_der != der {
-            return Err(malformed(&"SPKI is not in canonical DER form"));
+            return Err(SignError::MalformedKey {
+                what: "public key",
+                reason: "SPKI is not in canonical DER form".into(),
+            });
         }
         Ok(key)
     }
@@ -454,19 +458,15 @@ impl SigningKey {
 
     /// Parse PKCS#8 DER (unencrypted); the algorithm comes from its algorithm identifier.
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, SignError> {
-        let malformed = |e: &dyn fmt::Display| SignError::MalformedKey {
-            what: "private key",
-            reason: e.to_string(),
-        };
-        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
-        let inner = match algorithm_of(&info.algorithm, "private key")? {
-            Algorithm::Ed25519 => SecretInner::Ed25519(
-                ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?,
-            ),
-            Algorithm::EcdsaP256 => SecretInner::EcdsaP256(
-                p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?,
-            ),
-        };
+        let id = pkcs8::PrivateKeyInfoRef::from_der(der).map(|info| info.algorithm);
+        let inner = decode_key("private key", id, |algorithm| match algorithm {
+            Algorithm::Ed25519 => {
+                ed25519_dalek::SigningKey::from_pkcs8_der(der).map(SecretInner::Ed25519)
+            }
+            Algorithm::EcdsaP256 => {
+                p256::ecdsa::SigningKey::from_pkcs8_der(der).map(SecretInner::EcdsaP256)
+            }
+        })?;
         SigningKey::from_inner(inner)
     }
 
