@@ -38,18 +38,13 @@ pub enum Codec {
     Zstd,
 }
 
-impl Codec {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gzip",
-            Codec::Zstd => "zstd",
-        }
-    }
-}
-
+/// The codec's name, as the `kernel+initrd:CODEC` format and messages spell it.
 impl fmt::Display for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        })
     }
 }
 

@@ -5,14 +5,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::runner::{prepare_runtime, self_exe};
+use super::runner::{block_signals, prepare_runtime, self_exe};
 
 /// Where runc is looked for in the image, in order.
 pub const RUNC_PATHS: [&str; 2] = ["/usr/bin/runc", "/usr/sbin/runc"];
@@ -87,20 +87,10 @@ struct Init {
 /// Runs the init to power-off. Returns only when not PID 1 (tests), or on a fatal error.
 pub fn run(opts: InitOptions) -> Result<ExitCode> {
     let is_pid1 = nix::unistd::getpid() == Pid::from_raw(1);
-    let mut signals = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGPWR,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGALRM,
-    ] {
-        signals.add(s);
-    }
-    // Children get an empty mask from std::process::Command.
-    signals.thread_block().context("blocking signals")?;
+    let signals = {
+        use Signal::{SIGALRM, SIGCHLD, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
+        block_signals(&[SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGUSR1, SIGUSR2, SIGALRM])?
+    };
     if is_pid1 {
         // Ctrl-Alt-Del sends SIGINT to us instead of rebooting at once.
         let _ = nix::sys::reboot::set_cad_enabled(false);

@@ -100,19 +100,10 @@ fn enter_namespaces(plan: &BundlePlan) -> Result<()> {
 /// Runs stage 2 as PID 1 of the new PID namespace and waits for it, forwarding SIGTERM,
 /// SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2.
 fn supervise_stage2(plan: &BundlePlan) -> Result<ExitCode> {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        set.add(s);
-    }
-    set.thread_block().context("blocking signals")?;
+    let set = {
+        use Signal::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+        block_signals(&[SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])?
+    };
     let exe = self_exe()?;
     // std resets the signal mask in the child.
     let child = std::process::Command::new(&exe)
@@ -140,6 +131,15 @@ fn supervise_stage2(plan: &BundlePlan) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// Blocks `signals` in this thread and returns them as the set to `wait` on: they are taken
+/// synchronously, never by a handler. Children started by `std::process::Command` get an
+/// empty mask again.
+pub(super) fn block_signals(signals: &[Signal]) -> Result<SigSet> {
+    let set: SigSet = signals.iter().copied().collect();
+    set.thread_block().context("blocking signals")?;
+    Ok(set)
 }
 
 /// The path of the running binary, for re-executing it.

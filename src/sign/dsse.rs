@@ -376,6 +376,13 @@ mod tests {
 
     const STATEMENT: &[u8] = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#;
 
+    /// The fixed key of `alg` and [`STATEMENT`] signed with it.
+    fn signed(alg: Algorithm) -> (SigningKey, Envelope) {
+        let key = fixed_key(alg);
+        let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+        (key, env)
+    }
+
     #[test]
     fn pae_matches_the_spec_vector() {
         assert_eq!(
@@ -388,8 +395,7 @@ mod tests {
     #[test]
     fn sign_and_verify_per_algorithm() {
         for alg in Algorithm::ALL {
-            let key = fixed_key(alg);
-            let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let (key, env) = signed(alg);
             assert_eq!(env.signatures().len(), 1);
             assert_eq!(env.signatures()[0].keyid(), key.public_key().key_id());
             let verified = verify(&env, &[key.public_key().clone()]).unwrap();
@@ -402,8 +408,7 @@ mod tests {
     #[test]
     fn signing_is_deterministic() {
         for alg in Algorithm::ALL {
-            let key = fixed_key(alg);
-            let a = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let (key, a) = signed(alg);
             let b = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
             assert_eq!(a.to_json_line(), b.to_json_line(), "{alg}");
         }
@@ -412,9 +417,8 @@ mod tests {
     #[test]
     fn tampering_is_rejected() {
         for alg in Algorithm::ALL {
-            let key = fixed_key(alg);
+            let (key, env) = signed(alg);
             let trusted = [key.public_key().clone()];
-            let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
 
             let mut payload = env.clone();
             payload.payload.push(b' ');
@@ -465,8 +469,7 @@ mod tests {
     #[test]
     fn json_round_trip_and_field_order() {
         for alg in Algorithm::ALL {
-            let key = fixed_key(alg);
-            let env = sign(IN_TOTO_PAYLOAD_TYPE, STATEMENT, &key).unwrap();
+            let (_, env) = signed(alg);
             let line = env.to_json_line();
             assert!(!line.contains('\n'));
             assert!(line.starts_with(r#"{"payload":""#), "{line}");

@@ -77,6 +77,32 @@ const EC_PUBLIC_KEY_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 /// `secp256r1` / `prime256v1` (RFC 5480).
 const P256_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
+/// Decodes a public or private key of either algorithm. `id` is the key's algorithm
+/// identifier, already read from its DER (EC keys are taken only on P-256); `ed25519` and
+/// `p256` decode the key for the algorithm it names. `what` names the key in errors.
+fn decode_key<T, E: fmt::Display>(
+    what: &'static str,
+    id: Result<pkcs8::spki::AlgorithmIdentifierRef<'_>, pkcs8::der::Error>,
+    ed25519: impl FnOnce() -> Result<T, E>,
+    p256: impl FnOnce() -> Result<T, E>,
+) -> Result<T, SignError> {
+    let malformed = |e: &dyn fmt::Display| SignError::MalformedKey { what, reason: e.to_string() };
+    let id = id.map_err(|e| malformed(&e))?;
+    let decoded = if id.oid == ED25519_OID {
+        ed25519()
+    } else if id.oid == EC_PUBLIC_KEY_OID {
+        let curve = id.parameters_oid().map_err(|e| malformed(&e))?;
+        if curve != P256_OID {
+            let oid = format!("{} (curve {curve})", id.oid);
+            return Err(SignError::UnsupportedAlgorithm { oid });
+        }
+        p256()
+    } else {
+        return Err(SignError::UnsupportedAlgorithm { oid: id.oid.to_string() });
+    };
+    decoded.map_err(|e| malformed(&e))
+}
+
 /// Largest key file read. PEM keys of either type are a few hundred bytes.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
@@ -276,32 +302,19 @@ impl PublicKey {
 
     /// Parse SubjectPublicKeyInfo DER; the algorithm comes from the SPKI algorithm identifier.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, SignError> {
-        let malformed = |e: &dyn fmt::Display| SignError::MalformedKey {
-            what: "public key",
-            reason: e.to_string(),
-        };
-        let spki = pkcs8::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
-        let inner = if spki.algorithm.oid == ED25519_OID {
-            PublicInner::Ed25519(
-                ed25519_dalek::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else if spki.algorithm.oid == EC_PUBLIC_KEY_OID {
-            let curve = spki.algorithm.parameters_oid().map_err(|e| malformed(&e))?;
-            if curve != P256_OID {
-                return Err(SignError::UnsupportedAlgorithm {
-                    oid: format!("{} (curve {curve})", spki.algorithm.oid),
-                });
-            }
-            PublicInner::EcdsaP256(
-                p256::ecdsa::VerifyingKey::from_public_key_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else {
-            return Err(SignError::UnsupportedAlgorithm { oid: spki.algorithm.oid.to_string() });
-        };
+        let inner = decode_key(
+            "public key",
+            pkcs8::SubjectPublicKeyInfoRef::from_der(der).map(|spki| spki.algorithm),
+            || ed25519_dalek::VerifyingKey::from_public_key_der(der).map(PublicInner::Ed25519),
+            || p256::ecdsa::VerifyingKey::from_public_key_der(der).map(PublicInner::EcdsaP256),
+        )?;
         let key = PublicKey::from_inner(inner)?;
         // Our re-encoding is canonical; insisting on it means one key has one key id.
         if key.spki_der != der {
-            return Err(malformed(&"SPKI is not in canonical DER form"));
+            return Err(SignError::MalformedKey {
+                what: "public key",
+                reason: "SPKI is not in canonical DER form".into(),
+            });
         }
         Ok(key)
     }
@@ -443,28 +456,12 @@ impl SigningKey {
 
     /// Parse PKCS#8 DER (unencrypted); the algorithm comes from its algorithm identifier.
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, SignError> {
-        let malformed = |e: &dyn fmt::Display| SignError::MalformedKey {
-            what: "private key",
-            reason: e.to_string(),
-        };
-        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| malformed(&e))?;
-        let inner = if info.algorithm.oid == ED25519_OID {
-            SecretInner::Ed25519(
-                ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else if info.algorithm.oid == EC_PUBLIC_KEY_OID {
-            let curve = info.algorithm.parameters_oid().map_err(|e| malformed(&e))?;
-            if curve != P256_OID {
-                return Err(SignError::UnsupportedAlgorithm {
-                    oid: format!("{} (curve {curve})", info.algorithm.oid),
-                });
-            }
-            SecretInner::EcdsaP256(
-                p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?,
-            )
-        } else {
-            return Err(SignError::UnsupportedAlgorithm { oid: info.algorithm.oid.to_string() });
-        };
+        let inner = decode_key(
+            "private key",
+            pkcs8::PrivateKeyInfoRef::from_der(der).map(|info| info.algorithm),
+            || ed25519_dalek::SigningKey::from_pkcs8_der(der).map(SecretInner::Ed25519),
+            || p256::ecdsa::SigningKey::from_pkcs8_der(der).map(SecretInner::EcdsaP256),
+        )?;
         SigningKey::from_inner(inner)
     }
 
