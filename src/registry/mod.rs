@@ -24,7 +24,8 @@
 //! # Files
 //! `auth` (credentials and the `WWW-Authenticate` dance), `transport` (TLS, plain HTTP policy,
 //! retries), `client` (the distribution API of one repository), `pull` (registry → store),
-//! `resolver` (the lock's resolver: the store, then the registry),
+//! `resolver` (the lock's resolver: the store, then the registry), `layout` (registry → OCI
+//! layout, for `cairn verify REF`),
 //! `push` (OCI layout and attestations → registry), `referrers` (attached artifacts), and
 //! `progress`.
 
@@ -36,6 +37,7 @@ use crate::store::StoreError;
 
 mod auth;
 mod client;
+mod layout;
 mod progress;
 mod pull;
 mod push;
@@ -44,6 +46,7 @@ mod resolver;
 mod transport;
 
 pub use auth::{AUTH_ENV, Credentials};
+pub use layout::pull_layout;
 pub use progress::Progress;
 pub use pull::{Fetched, Pulled, ResolvedImage, fetch_lock, pull, resolve};
 pub use push::{PushOptions, Pushed, push_layout};
