@@ -42,9 +42,7 @@ pub use super::slsa::PREDICATE_TYPE;
 fn blob_uri(c: &Component, d: &Digest) -> String {
     let repo = match &c.repository {
         Some(r) => r.clone(),
-        None => {
-            ImageRef::parse(&c.reference).map(|r| r.name()).unwrap_or_else(|_| c.name.clone())
-        }
+        None => ImageRef::parse(&c.reference).map(|r| r.name()).unwrap_or_else(|_| c.name.clone()),
     };
     format!("oci://{repo}@{d}")
 }
