@@ -309,6 +309,8 @@ pub fn resolve(
                     locked: locked.digest,
                 });
             }
+            // Named twice: the first resolution pulled it, the second found it in the store.
+            locked.repository = locked.repository.or_else(|| previous.repository.clone());
         }
         images.insert(locked.reference.clone(), locked);
         resolved_all.push(resolved);
