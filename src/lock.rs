@@ -59,8 +59,15 @@ pub enum LockError {
 pub enum ResolveError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Boxed: a registry error is large and rare, and every lock result carries the type.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(Box<crate::registry::RegistryError>),
+}
+
+impl From<crate::registry::RegistryError> for ResolveError {
+    fn from(e: crate::registry::RegistryError) -> ResolveError {
+        ResolveError::Registry(Box::new(e))
+    }
 }
 
 /// Resolves image references to digests: the seam where a second source of images (a

@@ -256,7 +256,7 @@ fn pull_lock_fetch_build_push_against_distribution() {
     let pinned = pinned.as_str();
     let passed = verify(pinned).expect_code(0).stdout();
     assert!(passed.contains("hello.oci"), "{passed}");
-    let json = t.cairn().arg("verify").arg(&pinned).arg("--key").arg(&key).arg("--json").ok();
+    let json = t.cairn().arg("verify").arg(pinned).arg("--key").arg(&key).arg("--json").ok();
     assert!(json.stdout().starts_with('{'), "{}", json.stdout());
     // A tag is refused: verify checks what is deployed, by digest.
     verify(&target).expect_code(2).stderr_has(&["no digest", "@sha256:"]);
@@ -276,11 +276,11 @@ fn pull_lock_fetch_build_push_against_distribution() {
     let at = tampered.len() / 2;
     tampered[at] ^= 0x01;
     fs::write(&layer, &tampered).unwrap();
-    verify(&pinned).expect_code(1).stderr_has(&["verification failed", "failed verification"]);
+    verify(pinned).expect_code(1).stderr_has(&["verification failed", "failed verification"]);
     fs::write(&layer, &original).unwrap();
-    verify(&pinned).expect_code(0);
+    verify(pinned).expect_code(0);
     fs::remove_dir_all(reg.storage.join(format!("{tags}/{tag}"))).unwrap();
-    let missing = verify(&pinned).expect_code(1);
+    let missing = verify(pinned).expect_code(1);
     assert!(missing.stdout().contains("no attestations found"), "{}", missing.stdout());
 
     // A blob corrupted in the registry's storage is refused, and nothing is stored.
