@@ -1,6 +1,6 @@
 //! The lock file: every input of a spec pinned by sha256.
 //!
-//! `cairn lock` resolves each image reference through the store (index → linux/amd64
+//! `cairn lock` resolves each image reference through a [`Resolver`] (index → linux/amd64
 //! manifest → config and layers) and hashes each `files[].source`, and writes
 //! `<spec>.lock`: pretty JSON with sorted keys and sorted lists, so that a diff of two locks
 //! is readable. The lock records the spec's own digest; a lock whose recorded digest differs
@@ -9,9 +9,11 @@
 //! [`resolve`] and [`pin_for_build`] do I/O (through a [`Resolver`], and source files);
 //! [`Lockfile::render`], [`Lockfile::parse`] and [`Lockfile::staleness`] are pure.
 //!
-//! Names become digests only through the [`Resolver`] trait. The [`Store`] is the one
-//! implementation today (it resolves what `cairn import` put in it); a registry client is
-//! the next one: it resolves a tag remotely and fills the store with what it names.
+//! Names become digests only through the [`Resolver`] trait. The [`Store`] resolves what
+//! `cairn import`/`pull` put in it (and is all `build` and `lock --offline` use);
+//! `registry::StoreThenRegistry` resolves what the store lacks on its registry and fills the
+//! store with what it names, and the lock then records the repository
+//! ([`LockedImage::repository`]; absent otherwise, so older locks read unchanged).
 
 use std::collections::BTreeMap;
 use std::fs;
