@@ -64,6 +64,9 @@ pub enum ResolveError {
     /// Boxed: a registry error is large and rare, and every lock result carries the type.
     #[error(transparent)]
     Registry(Box<crate::registry::RegistryError>),
+    /// Neither the store nor the image's registry has it: both reasons are told.
+    #[error("{store}, nor could it be pulled from its registry: {registry}")]
+    Nowhere { store: StoreError, registry: Box<crate::registry::RegistryError> },
 }
 
 impl From<crate::registry::RegistryError> for ResolveError {

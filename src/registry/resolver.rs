@@ -23,12 +23,13 @@ impl Resolver for StoreThenRegistry<'_> {
         image: &ImageRef,
         platform: (&str, &str),
     ) -> Result<ResolvedRef, ResolveError> {
-        match self.store.resolve_ref(image, platform) {
-            Err(ResolveError::Store(StoreError::NotFound { .. })) => {}
+        let missing = match self.store.resolve_ref(image, platform) {
+            Err(ResolveError::Store(e @ StoreError::NotFound { .. })) => e,
             other => return other,
-        }
+        };
         let platform_name = format!("{}/{}", platform.0, platform.1);
-        super::pull(self.store, image, None, &platform_name, self.options, self.progress)?;
+        super::pull(self.store, image, None, &platform_name, self.options, self.progress)
+            .map_err(|e| ResolveError::Nowhere { store: missing, registry: Box::new(e) })?;
         let mut resolved = self.store.resolve_ref(image, platform)?;
         resolved.repository = Some(image.name());
         Ok(resolved)
