@@ -66,7 +66,7 @@ pub enum ResolveError {
     Registry(Box<crate::registry::RegistryError>),
     /// Neither the store nor the image's registry has it: both reasons are told.
     #[error("{store}, nor could it be pulled from its registry: {registry}")]
-    Nowhere { store: StoreError, registry: Box<crate::registry::RegistryError> },
+    Nowhere { store: Box<StoreError>, registry: Box<crate::registry::RegistryError> },
 }
 
 impl From<crate::registry::RegistryError> for ResolveError {

@@ -28,8 +28,9 @@ impl Resolver for StoreThenRegistry<'_> {
             other => return other,
         };
         let platform_name = format!("{}/{}", platform.0, platform.1);
-        super::pull(self.store, image, None, &platform_name, self.options, self.progress)
-            .map_err(|e| ResolveError::Nowhere { store: missing, registry: Box::new(e) })?;
+        super::pull(self.store, image, None, &platform_name, self.options, self.progress).map_err(
+            |e| ResolveError::Nowhere { store: Box::new(missing), registry: Box::new(e) },
+        )?;
         let mut resolved = self.store.resolve_ref(image, platform)?;
         resolved.repository = Some(image.name());
         Ok(resolved)
