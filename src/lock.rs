@@ -1,6 +1,6 @@
 //! The lock file: every input of a spec pinned by sha256.
 //!
-//! `cairn lock` resolves each image reference through the store (index → linux/amd64
+//! `cairn lock` resolves each image reference through a [`Resolver`] (index → linux/amd64
 //! manifest → config and layers) and hashes each `files[].source`, and writes
 //! `<spec>.lock`: pretty JSON with sorted keys and sorted lists, so that a diff of two locks
 //! is readable. The lock records the spec's own digest; a lock whose recorded digest differs
@@ -9,9 +9,11 @@
 //! [`resolve`] and [`pin_for_build`] do I/O (through a [`Resolver`], and source files);
 //! [`Lockfile::render`], [`Lockfile::parse`] and [`Lockfile::staleness`] are pure.
 //!
-//! Names become digests only through the [`Resolver`] trait. The [`Store`] is the one
-//! implementation today (it resolves what `cairn import` put in it); a registry client is
-//! the next one: it resolves a tag remotely and fills the store with what it names.
+//! Names become digests only through the [`Resolver`] trait. The [`Store`] resolves what
+//! `cairn import`/`pull` put in it (and is all `build` and `lock --offline` use);
+//! `registry::StoreThenRegistry` resolves what the store lacks on its registry and fills the
+//! store with what it names, and the lock then records the repository
+//! ([`LockedImage::repository`]; absent otherwise, so older locks read unchanged).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,7 +34,7 @@ pub const LOCK_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("resolving image {reference}: {source}")]
-    Image { reference: String, source: StoreError },
+    Image { reference: String, source: ResolveError },
     #[error("image {reference} is pinned to {pinned} in the spec but the lock has {locked}")]
     PinConflict { reference: String, pinned: Digest, locked: Digest },
     #[error("reading source file {path}: {source}")]
@@ -54,6 +56,25 @@ pub enum LockError {
     Stale(#[from] StaleLock),
 }
 
+/// Why a [`Resolver`] could not resolve a reference.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Boxed: a registry error is large and rare, and every lock result carries the type.
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
+    /// Neither the store nor the image's registry has it: both reasons are told.
+    #[error("{store}, nor could it be pulled from its registry: {registry}")]
+    Nowhere { store: Box<StoreError>, registry: Box<crate::registry::RegistryError> },
+}
+
+impl From<crate::registry::RegistryError> for ResolveError {
+    fn from(e: crate::registry::RegistryError) -> ResolveError {
+        ResolveError::Registry(Box::new(e))
+    }
+}
+
 /// Resolves image references to digests: the seam where a second source of images (a
 /// registry) plugs in.
 pub trait Resolver {
@@ -64,7 +85,7 @@ pub trait Resolver {
         &self,
         image: &ImageRef,
         platform: (&str, &str),
-    ) -> Result<ResolvedRef, StoreError>;
+    ) -> Result<ResolvedRef, ResolveError>;
 }
 
 /// What a [`Resolver`] found for a reference.
@@ -72,6 +93,9 @@ pub struct ResolvedRef {
     /// The digest the reference names: an index or a manifest.
     pub digest: Digest,
     pub image: ResolvedImage,
+    /// The registry repository (`host/path`) it was resolved on; `None` when the store
+    /// resolved it.
+    pub repository: Option<String>,
 }
 
 /// The store resolves what was imported into it: its index maps tags to digests.
@@ -80,11 +104,11 @@ impl Resolver for Store {
         &self,
         image: &ImageRef,
         platform: (&str, &str),
-    ) -> Result<ResolvedRef, StoreError> {
+    ) -> Result<ResolvedRef, ResolveError> {
         let top = self.resolve(image)?;
         let digest = crate::store::desc_digest(&top)?;
         let image = self.resolve_image(&top, platform)?;
-        Ok(ResolvedRef { digest, image })
+        Ok(ResolvedRef { digest, image, repository: None })
     }
 }
 
@@ -114,6 +138,12 @@ pub struct LockedImage {
     pub manifest: Digest,
     pub config: Digest,
     pub layers: Vec<Digest>,
+    /// The registry repository (`host/path`) the image was resolved on, when `cairn lock`
+    /// took it from a registry; absent for images the store already had (lock files
+    /// without it read as before). `cairn fetch` pulls from it, and the provenance names
+    /// it in the component's `resolvedDependencies` URIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// One pinned `files[].source`.
@@ -212,7 +242,7 @@ pub fn lock_image(
     resolver: &dyn Resolver,
     image: &ImageRef,
 ) -> Result<(LockedImage, ResolvedImage), LockError> {
-    let ResolvedRef { digest, image: resolved } = resolver
+    let ResolvedRef { digest, image: resolved, repository } = resolver
         .resolve_ref(image, PLATFORM)
         .map_err(|source| LockError::Image { reference: image.to_string(), source })?;
     let locked = LockedImage {
@@ -223,6 +253,7 @@ pub fn lock_image(
         manifest: resolved.manifest,
         config: resolved.config,
         layers: resolved.layers.iter().map(|l| l.digest).collect(),
+        repository,
     };
     Ok((locked, resolved))
 }
@@ -251,18 +282,27 @@ pub fn source_date_from_inputs<'a>(
 
 /// Resolves every input of `spec` and returns the lock.
 ///
-/// `env_source_date` is `SOURCE_DATE_EPOCH` as the caller parsed it, if set.
+/// `env_source_date` is `SOURCE_DATE_EPOCH` as the caller parsed it, if set. `previous` is
+/// the lock being replaced: an image still at the same digest keeps the registry
+/// repository it recorded (the store, which now has the image, does not know it).
 pub fn resolve(
     spec: &Spec,
     spec_digest: Digest,
     spec_dir: &Path,
     resolver: &dyn Resolver,
     env_source_date: Option<SourceDate>,
+    previous: Option<&Lockfile>,
 ) -> Result<Lockfile, LockError> {
     let mut images = BTreeMap::new();
     let mut resolved_all = Vec::new();
     for image in spec.image_refs() {
-        let (locked, resolved) = lock_image(resolver, &image.image)?;
+        let (mut locked, resolved) = lock_image(resolver, &image.image)?;
+        if locked.repository.is_none()
+            && let Some(before) = previous.and_then(|p| p.images.get(&locked.reference))
+            && before.digest == locked.digest
+        {
+            locked.repository = before.repository.clone();
+        }
         if let Some(pinned) = image.image.digest()
             && *pinned != locked.digest
         {
@@ -281,6 +321,8 @@ pub fn resolve(
                     locked: locked.digest,
                 });
             }
+            // Named twice: the first resolution pulled it, the second found it in the store.
+            locked.repository = locked.repository.or_else(|| previous.repository.clone());
         }
         images.insert(locked.reference.clone(), locked);
         resolved_all.push(resolved);
@@ -418,7 +460,9 @@ pub fn pin_for_build(
                 )));
             }
         };
-        let (locked, resolved) = lock_image(resolver, &u.image.with_digest(top))?;
+        let (mut locked, resolved) = lock_image(resolver, &u.image.with_digest(top))?;
+        // Where the image came from is the lock's record, not the store's.
+        locked.repository = from_lock.and_then(|l| l.repository.clone());
         if let Some(l) = from_lock
             && (l.manifest != locked.manifest
                 || l.config != locked.config

@@ -157,11 +157,42 @@ fn pull_lock_fetch_build_push_against_distribution() {
     }
     a.cairn().args(["store", "fsck"]).ok();
 
-    // lock from the pulled store, fetch into an empty one, build offline from it.
+    // lock from the pulled store: the same pins, and no registry repository recorded.
     a.cairn().arg("lock").arg(a.join("hello.yml")).ok();
+    let from_store = fs::read_to_string(a.join("hello.yml.lock")).unwrap();
+    assert!(!from_store.contains("\"repository\""), "{from_store}");
+
+    // lock with an empty store: refs are resolved on the registry and pulled; --offline
+    // never reaches for the network and names the missing ref.
+    let l = TestDir::new("registry-dist-lock");
+    for f in ["hello.yml", "motd"] {
+        fs::copy(a.join(f), l.join(f)).unwrap();
+    }
+    let offline = l
+        .cairn()
+        .args(["lock", "--offline"])
+        .arg(l.join("hello.yml"))
+        .fails_with(&[&format!("{host}/"), "is not in the store"]);
+    assert!(!l.join("hello.yml.lock").exists(), "{}", offline.stderr());
+    l.cairn().arg("lock").arg(l.join("hello.yml")).ok();
+    let locked = fs::read_to_string(l.join("hello.yml.lock")).unwrap();
+    assert_eq!(locked.matches(&format!("\"repository\": \"{host}/")).count(), 3, "{locked}");
+    // Digests as locked from the pulled store; the repository survives a re-lock from the store.
+    let pins = |text: &str| -> Vec<String> {
+        text.lines().filter(|l| l.contains("sha256:")).map(str::to_string).collect()
+    };
+    assert_eq!(pins(&locked), pins(&from_store));
+    l.cairn().args(["lock", "--check", "--offline"]).arg(l.join("hello.yml")).ok();
+    l.cairn()
+        .args(["build", "--locked", "-f", "tar", "-o"])
+        .arg(l.join("out"))
+        .arg(l.join("hello.yml"))
+        .ok();
+
+    // fetch into an empty store, build offline from it.
     let b = TestDir::new("registry-dist-b");
     fs::copy(a.join("hello.yml"), b.join("hello.yml")).unwrap();
-    fs::copy(a.join("hello.yml.lock"), b.join("hello.yml.lock")).unwrap();
+    fs::copy(l.join("hello.yml.lock"), b.join("hello.yml.lock")).unwrap();
     fs::copy(a.join("motd"), b.join("motd")).unwrap();
     let fetched = b.cairn().arg("fetch").arg(b.join("hello.yml")).ok().stdout();
     assert!(!fetched.contains("\t0 blobs"), "{fetched}");
@@ -172,6 +203,18 @@ fn pull_lock_fetch_build_push_against_distribution() {
         .arg(b.join("out"))
         .arg(b.join("hello.yml"))
         .ok();
+    // The provenance names each component by its registry repository and digest.
+    let provenance = fs::read_to_string(b.join("out/hello.provenance.json")).unwrap();
+    assert!(!provenance.contains("pkg:oci/"), "{provenance}");
+    let lock: serde_json::Value = serde_json::from_str(&locked).unwrap();
+    for image in lock["images"].as_object().unwrap().values() {
+        let uri = format!(
+            "oci://{}@{}",
+            image["repository"].as_str().unwrap(),
+            image["digest"].as_str().unwrap()
+        );
+        assert!(provenance.contains(&format!("\"uri\": \"{uri}\"")), "{uri} in {provenance}");
+    }
 
     // push: skopeo reads it; pushing twice uploads nothing and attaches nothing new.
     let target = format!("{host}/team/hello:1");
@@ -206,6 +249,39 @@ fn pull_lock_fetch_build_push_against_distribution() {
     )
     .unwrap();
     attestations_equal(&t.join("out"), &fetched);
+
+    // verify REF@sha256: the image and its attestations from the registry, as on disk.
+    let key = t.join("release.pub");
+    let verify = |r: &str| t.cairn().arg("verify").arg(r).arg("--key").arg(&key).run();
+    let pinned = pinned.as_str();
+    let passed = verify(pinned).expect_code(0).stdout();
+    assert!(passed.contains("hello.oci"), "{passed}");
+    let json = t.cairn().arg("verify").arg(pinned).arg("--key").arg(&key).arg("--json").ok();
+    assert!(json.stdout().starts_with('{'), "{}", json.stdout());
+    // A tag is refused: verify checks what is deployed, by digest.
+    verify(&target).expect_code(2).stderr_has(&["no digest", "@sha256:"]);
+    // A referrer altered in the registry is refused (exit 1), and so is a missing one.
+    let link = |p: &str| fs::read_to_string(reg.storage.join(p)).unwrap().trim().to_string();
+    let tags = "docker/registry/v2/repositories/team/hello/_manifests/tags";
+    let tag = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    let index_digest = link(&format!("{tags}/{tag}/current/link"));
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(reg.blob_data(&index_digest)).unwrap()).unwrap();
+    let artifact = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(reg.blob_data(artifact)).unwrap()).unwrap();
+    let layer = reg.blob_data(manifest["layers"][0]["digest"].as_str().unwrap());
+    let original = fs::read(&layer).unwrap();
+    let mut tampered = original.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x01;
+    fs::write(&layer, &tampered).unwrap();
+    verify(pinned).expect_code(1).stderr_has(&["verification failed", "failed verification"]);
+    fs::write(&layer, &original).unwrap();
+    verify(pinned).expect_code(0);
+    fs::remove_dir_all(reg.storage.join(format!("{tags}/{tag}"))).unwrap();
+    let missing = verify(pinned).expect_code(1);
+    assert!(missing.stdout().contains("no attestations found"), "{}", missing.stdout());
 
     // A blob corrupted in the registry's storage is refused, and nothing is stored.
     let app = format!("{host}/hello-app:1");
@@ -334,6 +410,17 @@ fn referrers_api_retries_and_stalls_against_a_spec_server() {
     )
     .unwrap();
     attestations_equal(&t.join("out"), &fetched);
+
+    // verify REF@sha256: finds the attestations through the referrers API.
+    let passed = t
+        .cairn()
+        .arg("verify")
+        .arg(pinned.trim())
+        .arg("--key")
+        .arg(t.join("release.pub"))
+        .ok()
+        .stdout();
+    assert!(passed.contains("hello.oci"), "{passed}");
 
     // Chunked upload and a cross-repository mount.
     for (repo, flag, value) in

@@ -50,6 +50,7 @@ pub fn build_facts(
                 name: pinned.name.clone(),
                 reference: pinned.locked.reference.clone(),
                 digest: pinned.locked.digest,
+                repository: pinned.locked.repository.clone(),
                 index: pinned.locked.index,
                 manifest: pinned.locked.manifest,
                 config: pinned.locked.config,

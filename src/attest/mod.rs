@@ -98,6 +98,8 @@ pub struct Component {
     pub reference: String,
     /// The pinned top digest (the index when there is one, else the manifest).
     pub digest: Digest,
+    /// The registry repository (`host/path`) the lock took the image from, if any.
+    pub repository: Option<String>,
     pub index: Option<Digest>,
     pub manifest: Digest,
     pub config: Digest,

@@ -9,9 +9,11 @@
 //!   string, as the environment variable is written). `internalParameters` carries
 //!   `cairnVersion`.
 //! - `resolvedDependencies` lists, in spec order, for every component: the image (uri = its
-//!   `pkg:oci` purl, digest = the pinned top digest, annotations: role, reference), its index
-//!   when distinct, manifest, config and every layer (uri = `oci://<registry>/<repository>@
-//!   sha256:<hex>`, the layer's `mediaType` and size), and the Debian package an imported
+//!   `pkg:oci` purl, or `oci://<registry>/<repository>@sha256:<hex>` when the lock took it
+//!   from a registry; digest = the pinned top digest, annotations: role, reference), its
+//!   index when distinct, manifest, config and every layer (uri = `oci://<registry>/
+//!   <repository>@sha256:<hex>`, the repository being the registry's the lock recorded, else
+//!   the reference's; the layer's `mediaType` and size), and the Debian package an imported
 //!   `.deb` brought (uri = its `pkg:deb` purl); then every source file (uri `file:<path as
 //!   in the spec>`).
 //! - `runDetails.builder.id` is the configured builder id
@@ -35,9 +37,13 @@ use super::{BUILD_TYPE, BuildFacts, Component, packages, purl, subjects};
 
 pub use super::slsa::PREDICATE_TYPE;
 
-/// `oci://<registry>/<repository>@sha256:<hex>` for a blob of the component's repository.
+/// `oci://<registry>/<repository>@sha256:<hex>` for a blob of the component's repository:
+/// the registry repository the lock took it from, else the one its reference names.
 fn blob_uri(c: &Component, d: &Digest) -> String {
-    let repo = ImageRef::parse(&c.reference).map(|r| r.name()).unwrap_or_else(|_| c.name.clone());
+    let repo = match &c.repository {
+        Some(r) => r.clone(),
+        None => ImageRef::parse(&c.reference).map(|r| r.name()).unwrap_or_else(|_| c.name.clone()),
+    };
     format!("oci://{repo}@{d}")
 }
 
@@ -50,7 +56,11 @@ fn component_dependencies(c: &Component, out: &mut Vec<ResourceDescriptor>) {
     let id = format!("{}/{}", c.role, c.name);
     out.push(ResourceDescriptor {
         name: Some(id.clone()),
-        uri: Some(purl::oci(&c.reference, &c.digest)),
+        // From a registry: where it can be fetched again; else the package URL.
+        uri: Some(match c.repository {
+            Some(_) => blob_uri(c, &c.digest),
+            None => purl::oci(&c.reference, &c.digest),
+        }),
         digest: Some(digest_set(&c.digest)),
         annotations: annotations([("role", &c.role), ("reference", &c.reference)]),
         ..Default::default()

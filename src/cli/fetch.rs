@@ -13,12 +13,15 @@ use super::pull::RegistryArgs;
 
 /// Bring every image SPEC.lock pins into the store from its registry.
 ///
-/// Each image is fetched by the digests in the lock and verified; blobs the store already
-/// has are not transferred, so an interrupted fetch resumes. `cairn build --locked` then
-/// needs no network.
+/// Each image is fetched by the digests in the lock, from the registry repository the lock
+/// recorded (else the one its reference names), and verified; blobs the store already has
+/// are not transferred, so an interrupted fetch resumes. `cairn build --locked` then needs
+/// no network. (`cairn lock` itself pulls what it resolves on a registry; fetch is for
+/// another machine, or a store that was cleaned, given only the spec and its lock.)
 ///
 /// Examples:
 ///   cairn fetch examples/hello.yml
+///   cairn fetch app.yml --registry-ca corp-ca.pem && cairn build app.yml --locked -o out/
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {

@@ -7,19 +7,28 @@ use anyhow::Context;
 
 use crate::build::LoadedSpec;
 use crate::diag::Rejection;
-use crate::lock as stage;
+use crate::lock::{self as stage, Lockfile, Resolver};
+use crate::registry::{Progress, StoreThenRegistry};
 
 use super::GlobalArgs;
+use super::pull::RegistryArgs;
 
 /// Resolve every image and source file of a spec and write SPEC.lock.
 ///
 /// Images are resolved in the store (index, then the linux/amd64 manifest, its config
-/// and layers); `files[].source` paths, relative to the spec's directory, are hashed.
-/// The lock also records the spec's digest and the source date epoch used.
+/// and layers). An image the store does not have is resolved on its registry (tag ->
+/// digest, index -> linux/amd64 manifest) and pulled into the store, verified, so that
+/// `cairn build --locked` needs no network afterwards; the lock then records the
+/// repository it came from. With --offline the network is never used and an image
+/// missing from the store is an error naming it. `files[].source` paths, relative to the
+/// spec's directory, are hashed. The lock also records the spec's digest and the source
+/// date epoch used.
 ///
 /// Examples:
 ///   cairn lock examples/hello.yml            # writes examples/hello.yml.lock
 ///   cairn lock examples/hello.yml --check    # exit 1 if the lock is missing or stale
+///   cairn lock app.yml --offline             # only what `cairn import`/`pull` stored
+///   cairn lock app.yml --insecure-registry registry.lan:5000
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -29,16 +38,39 @@ pub struct Args {
     /// Do not write; exit 1 if the lock would change.
     #[arg(long)]
     pub check: bool,
+
+    /// Never use the network: resolve in the store only.
+    #[arg(long)]
+    pub offline: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let loaded = LoadedSpec::read(&args.spec)?;
     let store = global.open_store()?;
     let env_sd = super::env_source_date()?;
-    let lock = stage::resolve(&loaded.spec, loaded.digest, loaded.dir(), &store, env_sd)
-        .with_context(|| format!("locking {}", loaded.path.display()))?;
-    let rendered = lock.render();
     let lock_path = loaded.lock_path();
+    // The lock being replaced, if readable: images at the same digest keep its record of
+    // their registry repository.
+    let previous = std::fs::read(&lock_path)
+        .ok()
+        .and_then(|b| Lockfile::parse(&lock_path.display().to_string(), &b).ok());
+    let options = args.registry.options()?;
+    let progress = Progress::for_stderr(global.quiet);
+    let online = StoreThenRegistry { store: &store, options: &options, progress: &progress };
+    let resolver: &dyn Resolver = if args.offline { &store } else { &online };
+    let lock = stage::resolve(
+        &loaded.spec,
+        loaded.digest,
+        loaded.dir(),
+        resolver,
+        env_sd,
+        previous.as_ref(),
+    )
+    .with_context(|| format!("locking {}", loaded.path.display()))?;
+    let rendered = lock.render();
     if args.check {
         let current = std::fs::read(&lock_path).ok();
         if current.as_deref() != Some(&rendered[..]) {

@@ -24,6 +24,8 @@
 //! # Files
 //! `auth` (credentials and the `WWW-Authenticate` dance), `transport` (TLS, plain HTTP policy,
 //! retries), `client` (the distribution API of one repository), `pull` (registry → store),
+//! `resolver` (the lock's resolver: the store, then the registry), `layout` (registry → OCI
+//! layout, for `cairn verify REF`),
 //! `push` (OCI layout and attestations → registry), `referrers` (attached artifacts), and
 //! `progress`.
 
@@ -35,17 +37,21 @@ use crate::store::StoreError;
 
 mod auth;
 mod client;
+mod layout;
 mod progress;
 mod pull;
 mod push;
 mod referrers;
+mod resolver;
 mod transport;
 
 pub use auth::{AUTH_ENV, Credentials};
+pub use layout::pull_layout;
 pub use progress::Progress;
 pub use pull::{Fetched, Pulled, ResolvedImage, fetch_lock, pull, resolve};
 pub use push::{PushOptions, Pushed, push_layout};
 pub use referrers::{ARTIFACT_DSSE, ARTIFACT_SIGSTORE_BUNDLE, fetch_referrers};
+pub use resolver::StoreThenRegistry;
 pub use transport::{Options, Registry};
 
 /// Why a registry operation failed.

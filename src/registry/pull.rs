@@ -195,7 +195,9 @@ pub fn fetch_lock(
             });
             continue;
         }
-        let reference = ImageRef::parse(&locked.reference)?.with_digest(locked.digest);
+        // The repository the lock recorded the image from, else the reference's own.
+        let from = locked.repository.as_deref().unwrap_or(&locked.reference);
+        let reference = ImageRef::parse(from)?.with_digest(locked.digest);
         if !registries.contains_key(reference.registry()) {
             let reg = Registry::connect(reference.registry(), options)?;
             registries.insert(reference.registry().to_string(), reg);
