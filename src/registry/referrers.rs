@@ -258,7 +258,7 @@ pub fn fetch_referrers(
         };
         // Only plain file names of the two kinds: the annotation must not choose a path.
         let suffix = if kind == ARTIFACT_DSSE { ".intoto.jsonl" } else { ".sigstore.json" };
-        if !file.ends_with(suffix) || file.contains('/') || file.starts_with('.') {
+        if !file.ends_with(suffix) || crate::output_name::OutputName::parse(file).is_err() {
             continue;
         }
         let content = repo.get_blob_bytes(layer, MAX_ATTESTATION)?;
