@@ -37,7 +37,6 @@ mod fsck;
 pub mod import;
 mod index;
 mod media;
-mod source;
 mod staging;
 mod walk;
 
@@ -47,7 +46,6 @@ pub use fsck::{FsckReport, GcReport};
 pub use index::{Layer, ResolvedImage};
 pub(crate) use media::{check_size, classify};
 pub use media::{desc_digest, make_descriptor};
-pub use source::{BlobSource, Offline};
 pub(crate) use staging::Staging;
 pub(crate) use walk::{Walk, walk};
 
