@@ -455,3 +455,43 @@ fn referrers_api_retries_and_stalls_against_a_spec_server() {
         .fails_with(&["stalled"]);
     assert_eq!(stalled.code(), Some(2));
 }
+
+#[test]
+fn an_interrupted_pull_leaves_a_valid_store_and_resumes() {
+    let t = TestDir::new("registry-interrupted");
+    let fake = FakeRegistry::start();
+    let layout = build_signed_hello(&t);
+    let target = format!("{}/resume:1", fake.host());
+    t.cairn().arg("push").arg(&layout).arg(&target).ok();
+    let manifest: serde_json::Value = {
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let digest = Digest::parse(index["manifests"][0]["digest"].as_str().unwrap()).unwrap();
+        let blob = layout.join("blobs/sha256").join(digest.hex());
+        serde_json::from_slice(&fs::read(blob).unwrap()).unwrap()
+    };
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+
+    // The layer cannot be had: the pull fails after the config has landed.
+    fake.state.lock().unwrap().fail_path = Some(layer.clone());
+    let failed = t
+        .cairn()
+        .args(["pull", &target, "--name", "example/resume:1", "--jobs", "1"])
+        .args(["--registry-attempts", "1"])
+        .fails_with(&["HTTP 500"]);
+    assert_eq!(failed.code(), Some(2));
+    // The store is valid, and the half-pulled image has no name.
+    t.cairn().args(["store", "fsck"]).ok();
+    let names = t.cairn().args(["store", "ls"]).ok().stdout();
+    assert!(!names.contains("example/resume"), "{names}");
+
+    // The next pull transfers only what is missing: the layer.
+    fake.state.lock().unwrap().fail_path = None;
+    let blob_gets = |fake: &FakeRegistry| fake.requests("GET /v2/resume/blobs/");
+    let before = blob_gets(&fake);
+    t.cairn().args(["pull", &target, "--name", "example/resume:1"]).ok();
+    assert_eq!(blob_gets(&fake) - before, 1, "the resumed pull fetched more than the layer");
+    let names = t.cairn().args(["store", "ls"]).ok().stdout();
+    assert!(names.contains("example/resume:1"), "{names}");
+    t.cairn().args(["store", "fsck"]).ok();
+}

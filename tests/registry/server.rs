@@ -24,6 +24,9 @@ pub struct State {
     pub fail: u32,
     /// Accept this many connections and never answer.
     pub stall: u32,
+    /// Answer every request whose path contains this with HTTP 500 (a blob that cannot be
+    /// had, to interrupt a pull midway).
+    pub fail_path: Option<String>,
     /// `METHOD path` of every request served.
     pub log: Vec<String>,
 }
@@ -165,8 +168,9 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let req = read_request(&conn)?;
     let mut s = state.lock().unwrap();
     s.log.push(format!("{} {}", req.method, req.path));
-    if s.fail > 0 {
-        s.fail -= 1;
+    let fail_this = s.fail_path.as_ref().is_some_and(|f| req.path.contains(f.as_str()));
+    if s.fail > 0 || fail_this {
+        s.fail = s.fail.saturating_sub(u32::from(!fail_this));
         respond(
             &conn,
             500,
