@@ -6,6 +6,7 @@
 mod util;
 
 mod cli;
+mod concurrency;
 mod determinism;
 mod golden;
 mod hostile;

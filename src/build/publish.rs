@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::emit::Output;
+use crate::store::{is_dead_temp, temp_prefix};
 
 /// Why the outputs could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -24,15 +25,32 @@ pub enum PublishError {
     Rename { path: PathBuf, source: std::io::Error },
 }
 
-/// A staging directory (`.cairn-build-*`, hidden, so never an output name) inside `out`;
-/// removed with everything left in it when dropped.
+/// The kind of a staging directory's name: `.cairn-build-<pid>-<random>`.
+const STAGING_KIND: &str = ".cairn-build";
+
+/// A staging directory (`.cairn-build-<pid>-*`, hidden, so never an output name) inside
+/// `out`; removed with everything left in it when dropped. Staging directories in `out` of
+/// builds that were killed (their process is gone) are removed first.
 pub fn staging_dir(out: &Path) -> Result<tempfile::TempDir, PublishError> {
     std::fs::create_dir_all(out)
         .map_err(|source| PublishError::CreateDir { dir: out.to_path_buf(), source })?;
+    remove_dead_staging(out);
     tempfile::Builder::new()
-        .prefix(".cairn-build-")
+        .prefix(&temp_prefix(STAGING_KIND))
         .tempdir_in(out)
         .map_err(|source| PublishError::Staging { dir: out.to_path_buf(), source })
+}
+
+/// Removes the staging directories of dead builds from `out`. Best effort: one that cannot
+/// be removed is only garbage, and must not fail this build.
+fn remove_dead_staging(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if is_dead_temp(&path, &[STAGING_KIND]) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Moves finished outputs from the staging directory into place, each with one rename.

@@ -41,7 +41,8 @@ pub enum StoreCommand {
     /// Re-hash every blob and check every named image is complete; exit 1 on any problem.
     ///
     /// Prints one line per problem: corrupt<TAB>DIGEST, missing<TAB>DIGEST or
-    /// problem<TAB>TEXT.
+    /// problem<TAB>TEXT; and leftover<TAB>PATH for each temporary file of a killed process
+    /// (garbage `cairn store gc` removes, not a problem).
     ///
     /// Examples:
     ///   cairn store fsck
@@ -87,6 +88,9 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             for p in &report.problems {
                 println!("problem\t{p}");
+            }
+            for p in &report.leftovers {
+                println!("leftover\t{}", p.display());
             }
             if !report.is_ok() {
                 return Err(crate::diag::Rejection::new(format!(

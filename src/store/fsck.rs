@@ -10,7 +10,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::{MAX_JSON_BLOB, STALE_TEMP_AGE, Store, StoreError, walk};
+use super::{
+    MAX_JSON_BLOB, STALE_TEMP_AGE, Store, StoreError, TEMP_KINDS, is_dead_temp, temp_owner, walk,
+};
 use crate::digest::{Digest, HashingReader};
 
 /// What [`Store::gc`] removed (or would remove, with `dry_run`).
@@ -39,6 +41,9 @@ pub struct FsckReport {
     /// Other problems: unparsable manifests, size mismatches, unsupported media types,
     /// files in `blobs/sha256` that are not named by a digest.
     pub problems: Vec<String>,
+    /// Temporary files and staging directories left by killed processes, sorted. Garbage
+    /// that `gc` removes, not damage: they do not make the store unsound.
+    pub leftovers: Vec<PathBuf>,
 }
 
 impl FsckReport {
@@ -77,9 +82,42 @@ impl Store {
         ))
     }
 
-    /// Deletes blobs not reachable from `index.json` and temporary files older than an hour.
-    /// Refuses (and deletes nothing) when a reachable manifest or index is missing or broken.
+    /// Entries of `.tmp` nobody is writing any more: those whose creating process is gone,
+    /// and those without an owner in their name (older versions) older than an hour.
+    fn leftover_temps(&self) -> Vec<PathBuf> {
+        let now = SystemTime::now();
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else { return Vec::new() };
+        let mut stale: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|entry| {
+                let path = entry.path();
+                if is_dead_temp(&path, TEMP_KINDS) {
+                    return true;
+                }
+                let owned = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| TEMP_KINDS.iter().any(|k| temp_owner(n, k).is_some()));
+                !owned
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .is_some_and(|age| age >= STALE_TEMP_AGE)
+            })
+            .map(|entry| entry.path())
+            .collect();
+        stale.sort();
+        stale
+    }
+
+    /// Deletes blobs not reachable from `index.json` and leftover temporary files (see
+    /// `leftover_temps`). Refuses (and deletes nothing) when a reachable manifest or index is
+    /// missing or broken. Runs under the store's lock, so an import naming its blobs is never
+    /// caught between moving them into place and naming them.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport, StoreError> {
+        let _lock = self.lock()?;
         let w = self.walk_store()?;
         if !w.missing.is_empty() || !w.problems.is_empty() {
             let mut reasons: Vec<String> =
@@ -107,37 +145,17 @@ impl Store {
             report.removed.push(d);
             report.freed_bytes += size;
         }
-        let tmp = self.tmp_dir();
-        let now = SystemTime::now();
-        if let Ok(entries) = fs::read_dir(&tmp) {
-            let mut stale = Vec::new();
-            for entry in entries.flatten() {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age >= STALE_TEMP_AGE);
-                if old {
-                    stale.push(entry.path());
+        for path in self.leftover_temps() {
+            if !dry_run {
+                let r =
+                    if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io("remove", &path)(e)),
                 }
             }
-            stale.sort();
-            for path in stale {
-                if !dry_run {
-                    let r = if path.is_dir() {
-                        fs::remove_dir_all(&path)
-                    } else {
-                        fs::remove_file(&path)
-                    };
-                    match r {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(StoreError::io("remove", &path)(e)),
-                    }
-                }
-                report.removed_temp.push(path);
-            }
+            report.removed_temp.push(path);
         }
         Ok(report)
     }
@@ -167,6 +185,7 @@ impl Store {
         report.missing = w.missing.into_iter().collect();
         // A corrupt reachable JSON blob is already listed under `corrupt`.
         report.problems.extend(w.problems.into_iter().filter(|p| !p.contains("is corrupt")));
+        report.leftovers = self.leftover_temps();
         Ok(report)
     }
 }

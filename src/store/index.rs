@@ -7,7 +7,7 @@ use std::io::Read;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 use super::{
-    Compression, MAX_JSON_BLOB, Store, StoreError, check_size, classify, desc_digest,
+    Compression, MAX_JSON_BLOB, Store, StoreError, StoreLock, check_size, classify, desc_digest,
     make_descriptor,
 };
 use crate::digest::Digest;
@@ -38,6 +38,17 @@ impl Store {
     /// Points `name` (its tag; any digest in it is ignored) at `desc`, replacing an existing
     /// entry with the same name. The blob must be in the store with the size `desc` claims.
     pub fn tag(&self, name: &ImageRef, desc: &Descriptor) -> Result<(), StoreError> {
+        let lock = self.lock()?;
+        self.tag_locked(&lock, name, desc)
+    }
+
+    /// [`Store::tag`] for a caller that already holds the store's lock.
+    pub(crate) fn tag_locked(
+        &self,
+        _lock: &StoreLock,
+        name: &ImageRef,
+        desc: &Descriptor,
+    ) -> Result<(), StoreError> {
         let d = desc_digest(desc)?;
         let size = self.blob_size(&d)?;
         if size != desc.size() {
@@ -63,6 +74,7 @@ impl Store {
 
     /// Removes the name `name` from `index.json`. Returns whether it was there.
     pub fn untag(&self, name: &ImageRef) -> Result<bool, StoreError> {
+        let _lock = self.lock()?;
         let full = name.without_digest().to_string();
         let named = self.images()?;
         let before = named.len();

@@ -14,8 +14,10 @@
 //! [`Store::read_blob`] checks the digest before returning the bytes.
 //!
 //! Concurrency: blob writes from several processes are safe (same content, atomic renames).
-//! `index.json` updates are atomic but not locked: two concurrent `tag` calls may lose one
-//! of the two updates.
+//! `index.json` updates, an import's move of its blobs into `blobs/` and naming them, and
+//! `gc` run under the store's lock (see `lock`), so concurrent writers lose nothing.
+//! Temporary names carry their creator's PID so that leftovers of killed processes are
+//! found by `fsck` and removed by `gc`.
 //!
 //! Reading images ([`Store::resolve_image`]) accepts the OCI and Docker v2 media types;
 //! importing images from files is in [`import`].
@@ -36,6 +38,7 @@ pub mod deb;
 mod fsck;
 pub mod import;
 mod index;
+mod lock;
 mod media;
 mod staging;
 mod walk;
@@ -44,6 +47,8 @@ pub use crate::canonical_json::to_vec as canonical_json;
 pub use crate::oci::Compression;
 pub use fsck::{FsckReport, GcReport};
 pub use index::{Layer, ResolvedImage};
+pub use lock::StoreLock;
+pub(crate) use lock::{is_dead_temp, temp_owner, temp_prefix};
 pub(crate) use media::{check_size, classify};
 pub use media::{desc_digest, make_descriptor};
 pub(crate) use staging::Staging;
@@ -57,6 +62,12 @@ pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 const TMP_DIR: &str = ".tmp";
+
+/// Kinds of temporary names in `.tmp` (see [`temp_prefix`]).
+const TEMP_WRITE: &str = "write";
+const TEMP_BLOB: &str = "blob";
+const TEMP_IMPORT: &str = "import";
+const TEMP_KINDS: &[&str] = &[TEMP_WRITE, TEMP_BLOB, TEMP_IMPORT];
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +249,7 @@ impl Store {
         let tmp = self.tmp_dir();
         fs::create_dir_all(&tmp).map_err(StoreError::io("create directory", &tmp))?;
         let mut f = tempfile::Builder::new()
-            .prefix("write-")
+            .prefix(&temp_prefix(TEMP_WRITE))
             .tempfile_in(&tmp)
             .map_err(StoreError::io("create a temporary file in", &tmp))?;
         let target = self.root.join(name);
@@ -274,7 +285,7 @@ impl BlobWriter {
     pub(crate) fn new(tmp_dir: &Path, target_dir: PathBuf) -> Result<BlobWriter, StoreError> {
         fs::create_dir_all(tmp_dir).map_err(StoreError::io("create directory", tmp_dir))?;
         let file = tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&temp_prefix(TEMP_BLOB))
             .tempfile_in(tmp_dir)
             .map_err(StoreError::io("create a temporary file in", tmp_dir))?;
         Ok(BlobWriter { file, hasher: Hasher::new(), target_dir })

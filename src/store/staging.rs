@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
-use super::{BlobReader, BlobWriter, Store, StoreError, open_blob_at, read_blob_at, sync_dir};
+use super::{
+    BlobReader, BlobWriter, Store, StoreError, StoreLock, TEMP_IMPORT, open_blob_at, read_blob_at,
+    sync_dir, temp_prefix,
+};
 use crate::digest::Digest;
 
 /// Blobs written into a private directory inside the store and moved into `blobs/` only by
@@ -21,7 +24,7 @@ impl<'a> Staging<'a> {
         let tmp = store.tmp_dir();
         fs::create_dir_all(&tmp).map_err(StoreError::io("create directory", &tmp))?;
         let dir = tempfile::Builder::new()
-            .prefix("import-")
+            .prefix(&temp_prefix(TEMP_IMPORT))
             .tempdir_in(&tmp)
             .map_err(StoreError::io("create a staging directory in", &tmp))?;
         Ok(Staging { store, dir })
@@ -57,7 +60,10 @@ impl<'a> Staging<'a> {
 
     /// Moves the staged blobs among `keep` into the store (each rename is atomic; blobs the
     /// store already has are left alone). Fails if one of them is neither staged nor stored.
-    pub(crate) fn commit(self, keep: &BTreeSet<Digest>) -> Result<(), StoreError> {
+    /// Returns the store's lock, taken before the first move: hold it until the blobs are
+    /// named, or a concurrent `gc` would see them unreachable and delete them.
+    pub(crate) fn commit(self, keep: &BTreeSet<Digest>) -> Result<StoreLock, StoreError> {
+        let lock = self.store.lock()?;
         let blob_dir = self.store.blob_dir();
         for d in keep {
             let target = blob_dir.join(d.hex());
@@ -74,6 +80,6 @@ impl<'a> Staging<'a> {
             fs::rename(&staged, &target).map_err(StoreError::io("move staged blob to", &target))?;
         }
         sync_dir(&blob_dir);
-        Ok(())
+        Ok(lock)
     }
 }

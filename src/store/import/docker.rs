@@ -120,7 +120,7 @@ impl Cx<'_> {
             };
             tagged.extend(names.into_iter().map(|n| (n, desc.clone())));
         }
-        staging.commit(&keep).map_err(self.st())?;
-        self.tag_all(tagged)
+        let lock = staging.commit(&keep).map_err(self.st())?;
+        self.tag_all(&lock, tagged)
     }
 }

@@ -36,7 +36,8 @@ use oci_spec::image::Descriptor;
 
 use super::deb::DebError;
 use super::{
-    BlobWriter, BoundedCopyError, FsError, Staging, Store, StoreError, copy_bounded, desc_digest,
+    BlobWriter, BoundedCopyError, FsError, Staging, Store, StoreError, StoreLock, copy_bounded,
+    desc_digest,
 };
 use crate::digest::Digest;
 use crate::reference::ImageRef;
@@ -342,10 +343,16 @@ impl<'a> Cx<'a> {
         self.stage_bytes(staging, &bytes)
     }
 
-    fn tag_all(&self, tagged: Vec<(ImageRef, Descriptor)>) -> Result<Vec<Imported>, ImportError> {
+    /// Names the committed images; `lock` (from [`Staging::commit`]) keeps `gc` away until
+    /// they are named.
+    fn tag_all(
+        &self,
+        lock: &StoreLock,
+        tagged: Vec<(ImageRef, Descriptor)>,
+    ) -> Result<Vec<Imported>, ImportError> {
         let mut out = Vec::new();
         for (name, desc) in tagged {
-            self.store.tag(&name, &desc).map_err(self.st())?;
+            self.store.tag_locked(lock, &name, &desc).map_err(self.st())?;
             let digest = desc_digest(&desc).map_err(self.st())?;
             out.push(Imported { name, descriptor: desc, digest });
         }

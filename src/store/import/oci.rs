@@ -165,7 +165,7 @@ impl Cx<'_> {
             desc.set_annotations(None);
             tagged.push((image_name, desc));
         }
-        staging.commit(&w.reachable.keys().copied().collect()).map_err(self.st())?;
-        self.tag_all(tagged)
+        let lock = staging.commit(&w.reachable.keys().copied().collect()).map_err(self.st())?;
+        self.tag_all(&lock, tagged)
     }
 }

@@ -40,9 +40,9 @@ impl Cx<'_> {
             make_descriptor(MT_OCI_CONFIG, &cd, csize).map_err(self.st())?,
             vec![make_descriptor(MT_OCI_LAYER, &layer.0, layer.1).map_err(self.st())?],
         )?;
-        staging.commit(&[layer.0, cd, md].into_iter().collect()).map_err(self.st())?;
+        let lock = staging.commit(&[layer.0, cd, md].into_iter().collect()).map_err(self.st())?;
         let desc = make_descriptor(MT_OCI_MANIFEST, &md, msize).map_err(self.st())?;
-        self.tag_all(vec![(name.without_digest(), desc)])
+        self.tag_all(&lock, vec![(name.without_digest(), desc)])
     }
 
     pub(super) fn rootfs_tar(
