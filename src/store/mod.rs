@@ -159,6 +159,10 @@ impl Store {
                     .map_err(StoreError::io("list", root))?
                     .filter_map(Result::ok)
                     .any(|e| e.file_name() != TMP_DIR);
+                // A concurrent first open may have made the layout since we looked: check it.
+                if foreign && layout.exists() {
+                    return Store::open(root);
+                }
                 if foreign {
                     return Err(StoreError::invalid(
                         format!("store directory {}", root.display()),
@@ -177,7 +181,11 @@ impl Store {
             fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;
         }
         if !store.root.join("index.json").exists() {
-            store.write_index(&[])?;
+            // Under the lock, or a concurrent first open could empty an index just written.
+            let _lock = store.lock()?;
+            if !store.root.join("index.json").exists() {
+                store.write_index(&[])?;
+            }
         }
         Ok(store)
     }
