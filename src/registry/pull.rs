@@ -161,11 +161,19 @@ pub fn pull(
     let reg = Registry::connect(reference.registry(), options)?;
     let repo = Repo::new(&reg, reference.repository(), false);
     let (resolved, manifests) = resolve_in(&repo, reference, platform)?;
-    let (blobs_fetched, bytes_fetched) =
+    let (mut blobs_fetched, mut bytes_fetched) =
         transfer(&repo, store, &resolved, &manifests, options, progress)?;
+    // The image is named under the store's lock. A `store gc` that ran since the transfer
+    // may have removed the still unnamed blobs, so whatever is missing now is transferred
+    // again (usually nothing) before the name is written.
+    let lock = store.lock()?;
+    let (again, again_bytes) = transfer(&repo, store, &resolved, &manifests, options, progress)?;
+    blobs_fetched += again;
+    bytes_fetched += again_bytes;
     let name = name.cloned().unwrap_or_else(|| reference.without_digest());
     let m = &resolved.manifest;
-    store.tag(&name, &make_descriptor(&m.media_type, &m.digest, m.size)?)?;
+    store.tag_locked(&lock, &name, &make_descriptor(&m.media_type, &m.digest, m.size)?)?;
+    drop(lock);
     progress.line(&format!(
         "pulled {name} {} ({blobs_fetched} blobs, {bytes_fetched} bytes transferred)",
         m.digest
