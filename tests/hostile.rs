@@ -836,3 +836,27 @@ fn whiteouts_do_not_reach_into_other_images() {
         assert!(p.contains(&want.to_string()), "{want} is gone: {p:?}{}", r.report());
     }
 }
+
+#[test]
+fn yaml_alias_bombs_are_refused_with_file_and_line() {
+    // The shape from the report: one 100 KiB anchored string aliased 10,000 times, a
+    // 142 KB spec that expands to about 1 GB.
+    let t = TestDir::new("aliases");
+    let mut spec = format!("init: [&a \"{}\"", "A".repeat(100 << 10));
+    spec.push_str(&", *a".repeat(10_000));
+    spec.push_str("]\n");
+    t.write("bomb.yml", spec.as_bytes());
+    for verb in ["lock", "build"] {
+        t.cairn().args([verb, "bomb.yml"]).fails_with(&["bomb.yml:1:", "aliases expand"]);
+    }
+    // Many aliases of a tiny value are refused by their count.
+    let mut spec = String::from("init: [&a \"x\"");
+    spec.push_str(&", *a".repeat(5_000));
+    spec.push_str("]\n");
+    t.write("many.yml", spec.as_bytes());
+    t.cairn().args(["lock", "many.yml"]).fails_with(&["many.yml:1:", "4096 YAML aliases"]);
+    // A few aliases are fine: the error is the missing image, not the aliases.
+    t.write("ok.yml", "init: [&a a.example/b:1, *a]\n");
+    let r = t.cairn().args(["lock", "ok.yml"]).code(2);
+    assert!(!r.stderr().contains("YAML aliases"), "{}", r.report());
+}
