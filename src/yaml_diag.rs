@@ -153,7 +153,9 @@ fn check_aliases(source_name: &str, yaml: &str, limit: usize) -> Result<(), Inva
             *parent = parent.saturating_add(size);
         }
         let message = if aliases > MAX_ALIASES {
-            format!("more than {MAX_ALIASES} YAML aliases; write the values out or use fewer anchors")
+            format!(
+                "more than {MAX_ALIASES} YAML aliases; write the values out or use fewer anchors"
+            )
         } else if expanded > max_size {
             format!(
                 "YAML aliases expand this input to more than {max_size} bytes \

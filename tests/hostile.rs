@@ -860,3 +860,17 @@ fn yaml_alias_bombs_are_refused_with_file_and_line() {
     let r = t.cairn().args(["lock", "ok.yml"]).code(2);
     assert!(!r.stderr().contains("YAML aliases"), "{}", r.report());
 }
+
+#[test]
+fn gzip_bomb_is_stopped_by_the_expansion_ratio() {
+    // 80 MiB of zeros gzip to about 80 KiB (1000:1); under the default size limit, a
+    // ratio of 10 stops it once past the 64 MiB every layer may hold.
+    const SIZE: usize = 80 << 20;
+    let mut tar = RawTar::new().raw(b"zeros", b'0', b"", 0o644, SIZE as u64, &[]).unfinished();
+    tar.resize(tar.len() + SIZE + 1024, 0);
+    let layer = Layer::gzip(&tar);
+    drop(tar);
+    let c = Case::init("ratio", vec![layer]);
+    let r = c.build_with(&["--max-expansion-ratio", "10"]);
+    c.assert_refused(&r, &["--max-expansion-ratio", "10 times", "layer sha256:", IMAGE]);
+}
