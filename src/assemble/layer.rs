@@ -386,6 +386,31 @@ mod tests {
     }
 
     #[test]
+    fn budget_names_the_limit_that_stopped_a_layer() {
+        let fail = |left: &mut u64| -> Result<(), LayerError> {
+            *left = 0;
+            Err(LayerError::TooLarge { layer: "l".into(), limit: 0 })
+        };
+        // The ratio's cap is below the total budget: the ratio is named.
+        let mut b = Budget { left: RATIO_FLOOR * 4, max_ratio: 2 };
+        let err = b.layer("l", Some(10), fail).unwrap_err();
+        assert!(matches!(err, LayerError::Expansion { limit: RATIO_FLOOR, .. }), "{err}");
+        assert_eq!(b.left, RATIO_FLOOR * 3);
+        // The total budget is the smaller: the size limit is named.
+        let err = b.layer("l", Some(RATIO_FLOOR * 2), fail).unwrap_err();
+        assert!(matches!(err, LayerError::TooLarge { .. }), "{err}");
+        assert_eq!(b.left, 0);
+        // Uncompressed layers have no ratio.
+        let mut b = Budget { left: 100, max_ratio: 1 };
+        let used = |left: &mut u64| -> Result<(), LayerError> {
+            *left -= 60;
+            Ok(())
+        };
+        b.layer("l", None, used).unwrap();
+        assert_eq!(b.left, 40);
+    }
+
+    #[test]
     fn duplicates_last_one_wins() {
         let mut t = Tree::new().unwrap();
         apply(&mut t, &RawTar::new().file("f", b"one").file("f", b"two").finish()).unwrap();
