@@ -215,3 +215,23 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn nested_aliases_are_counted_at_their_expanded_size() {
+        // Billion laughs: ten levels of ten aliases each, under 1 KiB of text.
+        let mut yaml = String::from("a0: &a0 [\"lol\"]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = check_aliases("laughs.yml", &yaml, 1 << 20).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+        assert!(err.line.is_some_and(|l| l > 1), "{err}");
+        // A few aliases of small values pass.
+        check_aliases("ok.yml", "a: &x [1, 2]\nb: *x\nc: *x\n", 1 << 20).unwrap();
+    }
+}
