@@ -35,6 +35,10 @@ pub enum TreeError {
         "file contents exceed the size limit of {limit} bytes (raise it with --max-unpacked-size)"
     )]
     TooLarge { limit: u64 },
+    #[error(
+        "the build spool's filesystem has {available} bytes free, not enough for {need} more (free some space, or point TMPDIR at a larger filesystem)"
+    )]
+    NoSpace { need: u64, available: u64 },
 }
 
 impl TreeError {
@@ -457,6 +461,20 @@ impl Tree {
 
     /// Copies up to `limit` bytes from `reader` into the spool. More than `limit` bytes is
     /// an error, so a decompression bomb stops at the limit.
+    /// Refuses to spool `len` more bytes when the spool's filesystem has not that much
+    /// free plus a margin, so a large layer fails before it fills the build machine's disk.
+    pub fn ensure_space(&self, len: u64) -> Result<(), TreeError> {
+        const MARGIN: u64 = 64 << 20;
+        let stat = nix::sys::statvfs::fstatvfs(&self.spool.file)
+            .map_err(|e| TreeError::Spool(io::Error::from(e)))?;
+        let available = stat.blocks_available().saturating_mul(stat.fragment_size());
+        let need = len.saturating_add(MARGIN);
+        if need > available {
+            return Err(TreeError::NoSpace { need, available });
+        }
+        Ok(())
+    }
+
     pub fn spool(&mut self, reader: impl Read, limit: u64) -> Result<Content, TreeError> {
         self.spool.append(reader, limit)
     }
@@ -630,6 +648,13 @@ mod tests {
         t.insert(p("b"), Node::symlink("a", 0), &dir()).unwrap();
         let err = t.resolve_parent(&TreePath::root(), &p("a/x")).unwrap_err();
         assert!(matches!(err, TreeError::SymlinkLoop(_)));
+    }
+
+    #[test]
+    fn spool_refuses_what_its_filesystem_cannot_hold() {
+        let t = Tree::new().unwrap();
+        assert!(matches!(t.ensure_space(u64::MAX / 2), Err(TreeError::NoSpace { .. })));
+        assert!(t.ensure_space(1).is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Diagnostics for YAML inputs (spec and policy): serde_norway's error turned into an
 //! [`InvalidYaml`] with `line`, `column`, a message without the location suffix, and a
 //! "did you mean" hint for misspelt field names. Both the spec's and the policy's error
-//! type carry it, so the two inputs report problems the same way.
+//! type carry it, so the two inputs report problems the same way. It also bounds what a
+//! YAML input may cost to deserialize: its length, and how far its aliases expand.
 
 /// A YAML input (spec or policy) that is malformed, has an unknown field or a wrong type,
 /// or whose value failed a check: printed as `file:line:col: message`, then the hint (if
@@ -93,7 +94,82 @@ where
         let source_name = source_name.to_string();
         return Err(TooLarge { source_name, what, len: yaml.len(), limit }.into());
     }
+    check_aliases(source_name, yaml, limit)?;
     serde_norway::from_str(yaml).map_err(|e| InvalidYaml::from_serde(source_name, &e).into())
+}
+
+/// The most aliases (`*name`) one YAML input may hold.
+pub const MAX_ALIASES: usize = 4096;
+
+/// How many times its byte limit a YAML input may grow to once its aliases are expanded.
+const MAX_EXPANSION: usize = 4;
+
+/// Refuses a YAML input whose aliases would make deserializing it cost far more than its
+/// length: more than [`MAX_ALIASES`] aliases, or an expanded size (each alias counted as
+/// the whole value of its anchor) above [`MAX_EXPANSION`] times `limit`. serde_norway
+/// expands every alias into a copy of its anchor's value and has no size bound of its own,
+/// so a small input can otherwise take gigabytes ("billion laughs"). The check reads the
+/// event stream only; an input this parser cannot read is left to serde_norway, whose
+/// error the user sees as before.
+fn check_aliases(source_name: &str, yaml: &str, limit: usize) -> Result<(), InvalidYaml> {
+    use saphyr_parser::{Event, Parser};
+    let max_size = limit.saturating_mul(MAX_EXPANSION);
+    // The expanded size of each anchored node that is complete, by anchor id.
+    let mut anchors: std::collections::HashMap<usize, usize> = Default::default();
+    // The open collections: their anchor id and expanded size so far.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    // The expanded size of everything read so far (each node counted once, where it
+    // first appears), and the number of aliases.
+    let (mut expanded, mut aliases) = (0usize, 0usize);
+    for item in Parser::new_from_str(yaml) {
+        let Ok((event, span)) = item else { return Ok(()) };
+        // Every node costs at least one unit, so empty values repeated still count.
+        // The node's size, its anchor id (0 for none), and whether its size is new to
+        // `expanded` (a closing collection's contents were counted as they arrived).
+        let (size, anchor, new) = match event {
+            Event::Scalar(value, _, anchor, _) => (value.len() + 1, anchor, true),
+            Event::Alias(id) => {
+                aliases += 1;
+                (anchors.get(&id).copied().unwrap_or(1), 0, true)
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                open.push((anchor, 1));
+                expanded = expanded.saturating_add(1);
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => match open.pop() {
+                Some((anchor, size)) => (size, anchor, false),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if new {
+            expanded = expanded.saturating_add(size);
+        }
+        if anchor != 0 {
+            anchors.insert(anchor, size);
+        }
+        if let Some((_, parent)) = open.last_mut() {
+            *parent = parent.saturating_add(size);
+        }
+        let message = if aliases > MAX_ALIASES {
+            format!(
+                "more than {MAX_ALIASES} YAML aliases; write the values out or use fewer anchors"
+            )
+        } else if expanded > max_size {
+            format!(
+                "YAML aliases expand this input to more than {max_size} bytes \
+                 (each alias repeats its anchor's whole value); refusing to expand it"
+            )
+        } else {
+            continue;
+        };
+        let mut invalid = InvalidYaml::unplaced(source_name, message);
+        invalid.line = Some(span.start.line());
+        invalid.column = Some(span.start.col() + 1);
+        return Err(invalid);
+    }
+    Ok(())
 }
 
 /// The unknown name in serde's "unknown field `x`, expected one of `a`, `b`" message.
@@ -138,4 +214,24 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn nested_aliases_are_counted_at_their_expanded_size() {
+        // Billion laughs: ten levels of ten aliases each, under 1 KiB of text.
+        let mut yaml = String::from("a0: &a0 [\"lol\"]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = check_aliases("laughs.yml", &yaml, 1 << 20).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+        assert!(err.line.is_some_and(|l| l > 1), "{err}");
+        // A few aliases of small values pass.
+        check_aliases("ok.yml", "a: &x [1, 2]\nb: *x\nc: *x\n", 1 << 20).unwrap();
+    }
 }

@@ -344,16 +344,18 @@ fn non_utf8_names_are_refused() {
 
 #[test]
 fn gzip_bomb_is_stopped_by_the_unpacked_size_limit() {
-    const SIZE: usize = 64 << 20;
-    // One 64 MiB file of zeros, gzip-compressed to about 64 KiB.
-    let mut tar = RawTar::new().raw(b"zeros", b'0', b"", 0o644, SIZE as u64, &[]).unfinished();
-    tar.resize(tar.len() + SIZE + 1024, 0);
-    let layer = Layer::gzip(&tar);
+    let layer = gzipped_zeros(64 << 20);
     assert!(layer.blob.len() < 1 << 20, "the bomb is {} bytes", layer.blob.len());
-    drop(tar);
     let c = Case::init("bomb", vec![layer]);
     let r = c.build_with(&["--max-unpacked-size", "1048576"]);
     c.assert_refused(&r, &["1048576", "--max-unpacked-size", "layer sha256:", IMAGE]);
+}
+
+/// A layer holding one file of `size` zeros, gzip-compressed to about a thousandth.
+fn gzipped_zeros(size: usize) -> Layer {
+    let mut tar = RawTar::new().raw(b"zeros", b'0', b"", 0o644, size as u64, &[]).unfinished();
+    tar.resize(tar.len() + size + 1024, 0);
+    Layer::gzip(&tar)
 }
 
 #[test]
@@ -835,4 +837,37 @@ fn whiteouts_do_not_reach_into_other_images() {
     for want in ["boot/kernel", "sbin/init", "etc/passwd", "w"] {
         assert!(p.contains(&want.to_string()), "{want} is gone: {p:?}{}", r.report());
     }
+}
+
+#[test]
+fn yaml_alias_bombs_are_refused_with_file_and_line() {
+    // The shape from the report: one 100 KiB anchored string aliased 10,000 times, a
+    // 142 KB spec that expands to about 1 GB.
+    let t = TestDir::new("aliases");
+    let mut spec = format!("init: [&a \"{}\"", "A".repeat(100 << 10));
+    spec.push_str(&", *a".repeat(10_000));
+    spec.push_str("]\n");
+    t.write("bomb.yml", spec.as_bytes());
+    for verb in ["lock", "build"] {
+        t.cairn().args([verb, "bomb.yml"]).fails_with(&["bomb.yml:1:", "aliases expand"]);
+    }
+    // Many aliases of a tiny value are refused by their count.
+    let mut spec = String::from("init: [&a \"x\"");
+    spec.push_str(&", *a".repeat(5_000));
+    spec.push_str("]\n");
+    t.write("many.yml", spec.as_bytes());
+    t.cairn().args(["lock", "many.yml"]).fails_with(&["many.yml:1:", "4096 YAML aliases"]);
+    // A few aliases are fine: the error is the missing image, not the aliases.
+    t.write("ok.yml", "init: [&a a.example/b:1, *a]\n");
+    let r = t.cairn().args(["lock", "ok.yml"]).code(2);
+    assert!(!r.stderr().contains("YAML aliases"), "{}", r.report());
+}
+
+#[test]
+fn gzip_bomb_is_stopped_by_the_expansion_ratio() {
+    // 80 MiB of zeros gzip to about 80 KiB (1000:1); under the default size limit, a
+    // ratio of 10 stops it once past the 64 MiB every layer may hold.
+    let c = Case::init("ratio", vec![gzipped_zeros(80 << 20)]);
+    let r = c.build_with(&["--max-expansion-ratio", "10"]);
+    c.assert_refused(&r, &["--max-expansion-ratio", "10 times", "layer sha256:", IMAGE]);
 }

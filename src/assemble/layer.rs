@@ -33,6 +33,58 @@ pub enum LayerError {
         "{layer}: unpacked contents exceed the limit of {limit} bytes (possible decompression bomb; raise it with --max-unpacked-size)"
     )]
     TooLarge { layer: String, limit: u64 },
+    #[error(
+        "{layer}: unpacks to more than {limit} bytes from {compressed} compressed bytes, more than {ratio} times its size (possible decompression bomb; raise it with --max-expansion-ratio)"
+    )]
+    Expansion { layer: String, compressed: u64, limit: u64, ratio: u64 },
+}
+
+/// How much the layers of one build may still unpack.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    /// Content bytes left for all layers together (`--max-unpacked-size`).
+    pub left: u64,
+    /// Most content bytes a compressed layer may unpack per compressed byte
+    /// (`--max-expansion-ratio`), once past [`RATIO_FLOOR`].
+    pub max_ratio: u64,
+}
+
+/// Unpacked bytes any compressed layer may hold whatever its ratio: small layers of
+/// zero-filled or repetitive files compress far better than the ratio allows.
+pub const RATIO_FLOOR: u64 = 64 << 20;
+
+/// Files at least this large are checked against the spool's free space before writing.
+const SPACE_CHECK_MIN: u64 = 1 << 20;
+
+impl Budget {
+    /// Applies `apply` with the budget of one layer of `compressed` bytes (`None` when it
+    /// is not compressed), reporting a layer that outgrows its ratio as such.
+    pub fn layer<T>(
+        &mut self,
+        layer: &str,
+        compressed: Option<u64>,
+        apply: impl FnOnce(&mut u64) -> Result<T, LayerError>,
+    ) -> Result<T, LayerError> {
+        let cap =
+            compressed.map_or(u64::MAX, |c| c.saturating_mul(self.max_ratio).max(RATIO_FLOOR));
+        let by_ratio = cap < self.left;
+        let start = self.left.min(cap);
+        let mut left = start;
+        let applied = apply(&mut left);
+        self.left -= start - left;
+        match (applied, compressed) {
+            (Err(LayerError::TooLarge { .. }), Some(compressed)) if by_ratio => {
+                let ratio = self.max_ratio;
+                Err(LayerError::Expansion {
+                    layer: layer.to_string(),
+                    compressed,
+                    limit: cap,
+                    ratio,
+                })
+            }
+            (other, _) => other,
+        }
+    }
 }
 
 /// What applying a layer did, beyond changing the tree.
@@ -140,6 +192,9 @@ pub fn apply_layer(
                 let len = entry.size();
                 if len > *budget {
                     return Err(LayerError::TooLarge { layer: layer.to_string(), limit: *budget });
+                }
+                if len >= SPACE_CHECK_MIN {
+                    tree.ensure_space(len).map_err(path_err)?;
                 }
                 let content = tree.spool(&mut entry, *budget).map_err(|e| match e {
                     TreeError::TooLarge { limit } => {
@@ -328,6 +383,31 @@ mod tests {
         tar.truncate(512 + 700);
         let err = apply(&mut t, &tar).unwrap_err();
         assert!(matches!(err, LayerError::Archive { .. }), "{err}");
+    }
+
+    #[test]
+    fn budget_names_the_limit_that_stopped_a_layer() {
+        let fail = |left: &mut u64| -> Result<(), LayerError> {
+            *left = 0;
+            Err(LayerError::TooLarge { layer: "l".into(), limit: 0 })
+        };
+        // The ratio's cap is below the total budget: the ratio is named.
+        let mut b = Budget { left: RATIO_FLOOR * 4, max_ratio: 2 };
+        let err = b.layer("l", Some(10), fail).unwrap_err();
+        assert!(matches!(err, LayerError::Expansion { limit: RATIO_FLOOR, .. }), "{err}");
+        assert_eq!(b.left, RATIO_FLOOR * 3);
+        // The total budget is the smaller: the size limit is named.
+        let err = b.layer("l", Some(RATIO_FLOOR * 2), fail).unwrap_err();
+        assert!(matches!(err, LayerError::TooLarge { .. }), "{err}");
+        assert_eq!(b.left, 0);
+        // Uncompressed layers have no ratio.
+        let mut b = Budget { left: 100, max_ratio: 1 };
+        let used = |left: &mut u64| -> Result<(), LayerError> {
+            *left -= 60;
+            Ok(())
+        };
+        b.layer("l", None, used).unwrap();
+        assert_eq!(b.left, 40);
     }
 
     #[test]

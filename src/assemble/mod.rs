@@ -57,11 +57,24 @@ pub enum AssembleError {
 pub struct AssembleOptions {
     /// Upper bound on the unpacked size of all layers together (decompression bombs).
     pub max_unpacked_size: u64,
+    /// Upper bound on a compressed layer's unpacked size per compressed byte, past
+    /// [`layer::RATIO_FLOOR`].
+    pub max_expansion_ratio: u64,
 }
+
+/// The default `--max-unpacked-size`: far more than any OS image, far less than a disk.
+pub const DEFAULT_MAX_UNPACKED_SIZE: u64 = 16 << 30;
+
+/// The default `--max-expansion-ratio`: a kernel or userland gzips about 3:1, zstd about
+/// 4:1; a layer of zeros 1000:1 and more.
+pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 100;
 
 impl Default for AssembleOptions {
     fn default() -> Self {
-        AssembleOptions { max_unpacked_size: 64 << 30 }
+        AssembleOptions {
+            max_unpacked_size: DEFAULT_MAX_UNPACKED_SIZE,
+            max_expansion_ratio: DEFAULT_MAX_EXPANSION_RATIO,
+        }
     }
 }
 
@@ -129,7 +142,8 @@ pub fn assemble(
 ) -> Result<Assembly, AssembleError> {
     let mut tree = Tree::new().map_err(AssembleError::Spool)?;
     let sd = inputs.source_date;
-    let mut budget = opts.max_unpacked_size;
+    let mut budget =
+        layer::Budget { left: opts.max_unpacked_size, max_ratio: opts.max_expansion_ratio };
     let mut skipped = Vec::new();
     let parent = Node::dir(0o755, sd.secs());
     let mut unpacked: BTreeMap<Digest, TreePath> = BTreeMap::new();
@@ -260,7 +274,7 @@ fn place_kernel(
     kernel: &crate::spec::Kernel,
     label: &str,
     sd: SourceDate,
-    budget: &mut u64,
+    budget: &mut layer::Budget,
     parent: &Node,
 ) -> Result<(), AssembleError> {
     let find = |tree: &Tree, file: &str| -> Result<Option<Node>, AssembleError> {
@@ -304,7 +318,7 @@ fn place_kernel(
             let unpacked = TreePath::parse(KERNEL_TAR_SCRATCH).map_err(|source| {
                 AssembleError::Tree { path: KERNEL_TAR_SCRATCH.to_string(), source }
             })?;
-            layer::apply_layer(tree, &unpacked, reader, &name, sd, budget)?;
+            layer::apply_layer(tree, &unpacked, reader, &name, sd, &mut budget.left)?;
             tree.copy_subtree(&unpacked, &TreePath::root(), parent)
                 .map_err(|source| AssembleError::Tree { path: name.clone(), source })?;
             tree.remove(&unpacked);
@@ -322,7 +336,7 @@ fn flatten_in_scratch(
     image: &ResolvedImage,
     label: &str,
     sd: SourceDate,
-    budget: &mut u64,
+    budget: &mut layer::Budget,
     skipped: &mut Vec<String>,
 ) -> Result<TreePath, AssembleError> {
     let scratch = TreePath::parse(SCRATCH)
@@ -340,7 +354,7 @@ fn apply_image(
     image: &ResolvedImage,
     label: &str,
     sd: SourceDate,
-    budget: &mut u64,
+    budget: &mut layer::Budget,
 ) -> Result<LayerStats, AssembleError> {
     let mut total = LayerStats::default();
     for layer in &image.layers {
@@ -359,21 +373,27 @@ fn apply_image(
         let mut input = BufReader::with_capacity(256 * 1024, blob);
         // Apply, then read the blob to its end so its digest is checked. A corrupt blob
         // explains any parse failure better than the parse error itself, so it wins.
+        let compressed = (layer.compression != Compression::None).then_some(layer.size);
+        let mut apply = |reader: &mut dyn Read| {
+            budget.layer(&name, compressed, |left| {
+                layer::apply_layer(tree, root, reader, &name, sd, left)
+            })
+        };
         let (applied, mut raw) = match layer.compression {
             Compression::None => {
-                let s = layer::apply_layer(tree, root, &mut input, &name, sd, budget);
+                let s = apply(&mut input);
                 (s.map_err(AssembleError::from), input)
             }
             Compression::Gzip => {
                 let mut dec = flate2::bufread::MultiGzDecoder::new(input);
-                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)
+                let s = apply(&mut dec)
                     .map_err(AssembleError::from)
                     .and_then(|s| io::copy(&mut dec, &mut io::sink()).map(|_| s).map_err(blob_err));
                 (s, dec.into_inner())
             }
             Compression::Zstd => {
                 let mut dec = zstd::stream::read::Decoder::with_buffer(input).map_err(blob_err)?;
-                let s = layer::apply_layer(tree, root, &mut dec, &name, sd, budget)
+                let s = apply(&mut dec)
                     .map_err(AssembleError::from)
                     .and_then(|s| io::copy(&mut dec, &mut io::sink()).map(|_| s).map_err(blob_err));
                 (s, dec.finish())

@@ -101,6 +101,7 @@ pub struct BuildOptions<'a> {
     /// The SLSA builder id recorded in the provenance.
     pub builder_id: String,
     pub max_unpacked_size: u64,
+    pub max_expansion_ratio: u64,
     pub verified_boot: VerifiedBootOptions,
 }
 
@@ -183,7 +184,10 @@ pub fn build(
         (false, _) => None,
     };
     progress.stage(&format!("assembling {spec_name}"));
-    let assemble_opts = AssembleOptions { max_unpacked_size: opts.max_unpacked_size };
+    let assemble_opts = AssembleOptions {
+        max_unpacked_size: opts.max_unpacked_size,
+        max_expansion_ratio: opts.max_expansion_ratio,
+    };
     let mut assembly =
         assemble::assemble(&spec.spec, &spec.text, &inputs, store, &assemble_opts)
             .map_err(|e| BuildError::Assemble { spec: spec_name.clone(), source: Box::new(e) })?;

@@ -75,8 +75,13 @@ pub struct Args {
     pub verifier_binary: Option<PathBuf>,
 
     /// Refuse layers that unpack to more than this many bytes in total.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::assemble::DEFAULT_MAX_UNPACKED_SIZE)]
     pub max_unpacked_size: u64,
+
+    /// Refuse a compressed layer that unpacks to more than this many times its size
+    /// (past 64 MiB).
+    #[arg(long, value_name = "RATIO", default_value_t = crate::assemble::DEFAULT_MAX_EXPANSION_RATIO)]
+    pub max_expansion_ratio: u64,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -111,6 +116,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         sign_key: sign_key.as_ref(),
         builder_id: args.builder_id,
         max_unpacked_size: args.max_unpacked_size,
+        max_expansion_ratio: args.max_expansion_ratio,
         verified_boot: VerifiedBootOptions {
             policy: args.boot_policy,
             keys: args.boot_keys,
