@@ -123,7 +123,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let built = built?;
     if !global.quiet {
         for o in &built.outputs {
-            println!("{}  {}", o.digest, opts.output_dir.join(&o.rel_path).display());
+            super::outln!("{}  {}", o.digest, opts.output_dir.join(&o.rel_path).display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
