@@ -3,6 +3,7 @@
 //! and copied for each case.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -59,8 +60,10 @@ fn build_fixture(alg: Algorithm) -> Fixture {
     fs::create_dir_all(&root).unwrap();
     for name in ["release", "rebuilder", "stranger"] {
         let key = SigningKey::generate(alg).unwrap();
-        fs::write(root.join(format!("{name}.key")), key.to_pkcs8_pem(None).unwrap().as_bytes())
-            .unwrap();
+        let key_path = root.join(format!("{name}.key"));
+        fs::write(&key_path, key.to_pkcs8_pem(None).unwrap().as_bytes()).unwrap();
+        // cairn refuses a private key others can read.
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(root.join(format!("{name}.pub")), key.public_key().to_spki_pem()).unwrap();
     }
     for (dir, name) in crate::util::HELLO_IMAGES {
