@@ -774,3 +774,24 @@ fn bad_policy_or_keys_exit_2() {
     let out = c.verify(&["--at", "yesterday"]);
     assert_eq!(out.code(), Some(2));
 }
+
+/// A reader that closes the pipe early ends a passing verify quietly with 0, but never turns
+/// a rejection into a success.
+#[test]
+fn a_closed_stdout_never_hides_a_rejection() {
+    let c = Case::new("closed-stdout", ed());
+    let status = |c: &Case| {
+        let mut child = cairn(c.t.path())
+            .env("CAIRN_STORE", c.t.store())
+            .args(["verify", "out", "--json", "--at", "2026-06-01T00:00:00Z", "--key"])
+            .arg(c.f.public("release"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait().unwrap().code()
+    };
+    assert_eq!(status(&c), Some(0));
+    flip_byte(&c.out("hello.tar"), 100);
+    assert_eq!(status(&c), Some(1));
+}
