@@ -39,6 +39,12 @@ pub enum LockError {
     PinConflict { reference: String, pinned: Digest, locked: Digest },
     #[error("reading source file {path}: {source}")]
     Source { path: PathBuf, source: std::io::Error },
+    #[error(
+        "source file {source_name:?} resolves to {resolved}, outside the spec's directory {spec_dir}: \
+         a spec may be someone else's and may only read files under its own directory\n\n\
+         To allow it, pass `--allow-source-outside DIR` with a directory that holds it."
+    )]
+    SourceOutside { source_name: String, resolved: PathBuf, spec_dir: PathBuf },
     #[error("{path}: not a valid cairn lock file: {reason}")]
     Malformed { path: String, reason: String },
     #[error(
@@ -237,6 +243,40 @@ pub fn source_path(spec_dir: &Path, source: &str) -> PathBuf {
     spec_dir.join(source)
 }
 
+/// Where `files[].source` paths may lead: under the spec's directory, or under a directory
+/// the user named with `--allow-source-outside`. A spec may come from someone else; without
+/// this check `source: ../../home/me/.ssh/id_ed25519` would copy a host file into the image.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceRoots<'a> {
+    /// The spec file's directory: `files[].source` paths are relative to it.
+    pub spec_dir: &'a Path,
+    /// Further directories sources may be read from (`--allow-source-outside`).
+    pub allowed_outside: &'a [PathBuf],
+}
+
+impl SourceRoots<'_> {
+    /// The path `source` names, refused with [`LockError::SourceOutside`] when, after `..`
+    /// and symlinks are resolved, it is under neither the spec's directory nor an allowed
+    /// one. A source that does not exist is returned unchecked: reading it fails anyway.
+    pub fn source_path(&self, source: &str) -> Result<PathBuf, LockError> {
+        let path = source_path(self.spec_dir, source);
+        let Ok(resolved) = fs::canonicalize(&path) else { return Ok(path) };
+        let dir = if self.spec_dir.as_os_str().is_empty() { Path::new(".") } else { self.spec_dir };
+        let canonical_dir = fs::canonicalize(dir)
+            .map_err(|source| LockError::Source { path: dir.to_path_buf(), source })?;
+        let inside = |root: &Path| fs::canonicalize(root).is_ok_and(|r| resolved.starts_with(r));
+        if resolved.starts_with(&canonical_dir) || self.allowed_outside.iter().any(|r| inside(r)) {
+            Ok(path)
+        } else {
+            Err(LockError::SourceOutside {
+                source_name: source.to_string(),
+                resolved,
+                spec_dir: canonical_dir,
+            })
+        }
+    }
+}
+
 /// Resolves one image to a [`LockedImage`].
 pub fn lock_image(
     resolver: &dyn Resolver,
@@ -288,7 +328,7 @@ pub fn source_date_from_inputs<'a>(
 pub fn resolve(
     spec: &Spec,
     spec_digest: Digest,
-    spec_dir: &Path,
+    roots: SourceRoots<'_>,
     resolver: &dyn Resolver,
     env_source_date: Option<SourceDate>,
     previous: Option<&Lockfile>,
@@ -330,7 +370,7 @@ pub fn resolve(
     let mut files = BTreeMap::new();
     for f in &spec.files {
         let FileKind::Source { path: source, optional } = &f.kind else { continue };
-        let path = source_path(spec_dir, source);
+        let path = roots.source_path(source)?;
         match hash_source(&path) {
             Ok(locked) => {
                 files.insert(source.clone(), locked);
@@ -405,8 +445,8 @@ pub struct PinRequest<'a> {
     pub spec: &'a Spec,
     /// sha256 of the spec file's bytes.
     pub spec_digest: &'a Digest,
-    /// The spec file's directory: `files[].source` paths are relative to it.
-    pub spec_dir: &'a Path,
+    /// Where `files[].source` paths are read from.
+    pub sources: SourceRoots<'a>,
     pub lock: Option<&'a Lockfile>,
     pub mode: LockMode,
     /// `SOURCE_DATE_EPOCH` as the caller parsed it, if set.
@@ -422,7 +462,7 @@ pub fn pin_for_build(
     req: &PinRequest<'_>,
     resolver: &dyn Resolver,
 ) -> Result<BuildInputs, LockError> {
-    let PinRequest { spec, spec_digest, spec_dir, lock, mode, env_source_date, .. } = *req;
+    let PinRequest { spec, spec_digest, sources, lock, mode, env_source_date, .. } = *req;
     let spec_path = req.spec_name;
     let stale = |reason: String| StaleLock {
         lock_path: req.lock_name.to_string(),
@@ -489,7 +529,7 @@ pub fn pin_for_build(
             Some(locked) => {
                 files.insert(
                     source.clone(),
-                    PinnedFile { path: source_path(spec_dir, source), locked: locked.clone() },
+                    PinnedFile { path: sources.source_path(source)?, locked: locked.clone() },
                 );
             }
             None if *optional => {}

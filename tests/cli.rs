@@ -376,3 +376,29 @@ fn a_build_never_replaces_a_directory_it_did_not_write() {
     assert!(!t.join("oci-out/hello.oci/stale-file").exists());
     assert!(t.join("oci-out/hello.oci/oci-layout").is_file());
 }
+
+/// A reader that closes the pipe early (`cairn store ls | grep -q x`) ends the command
+/// quietly with status 0, as `ls` does: no panic, no message.
+#[test]
+fn a_closed_stdout_is_a_quiet_success() {
+    let t = TestDir::new("closed-stdout");
+    t.import_hello();
+    for args in [&["store", "ls"][..], &["completions", "bash"][..]] {
+        let mut child = Command::new(util::CAIRN)
+            .args(args)
+            .current_dir(t.path())
+            .env("CAIRN_STORE", t.store())
+            .env("HOME", t.join("home"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the child can write: its first write fails with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}

@@ -871,3 +871,46 @@ fn gzip_bomb_is_stopped_by_the_expansion_ratio() {
     let r = c.build_with(&["--max-expansion-ratio", "10"]);
     c.assert_refused(&r, &["--max-expansion-ratio", "10 times", "layer sha256:", IMAGE]);
 }
+
+/// A spec may be someone else's: its `files[].source` paths may only read under its own
+/// directory (after `..` and symlinks), unless `--allow-source-outside DIR` says otherwise,
+/// on `lock` and on `build` alike.
+#[test]
+fn spec_sources_outside_the_spec_directory_are_refused() {
+    let t = TestDir::new("source-outside");
+    t.import_hello();
+    t.write("secret", "host secret\n");
+    t.write("spec/inside", "fine\n");
+    std::os::unix::fs::symlink(t.join("secret"), t.join("spec/link")).unwrap();
+    let hello = fs::read_to_string(repo().join("examples/hello.yml")).unwrap();
+    let hello = hello.split("\nfiles:").next().unwrap().to_string();
+    let secret = t.join("secret");
+    for (name, source) in
+        [("dotdot", "../secret"), ("absolute", secret.to_str().unwrap()), ("symlink", "link")]
+    {
+        let spec = format!("{hello}\nfiles:\n  - path: etc/x\n    source: {source:?}\n");
+        let spec_path = t.write(format!("spec/{name}.yml"), &spec);
+        let lock = || t.cairn().arg("lock").arg(&spec_path);
+        let r = lock().fails_with(&[
+            &format!("{name}.yml"),
+            source,
+            "outside the spec's directory",
+            "--allow-source-outside",
+        ]);
+        assert!(!r.stderr().contains("host secret"), "{name}");
+        assert!(!t.join(format!("spec/{name}.yml.lock")).exists(), "{name}: lock written");
+        // Opted in: the lock pins it; a build still needs the same opt-in to read it.
+        lock().arg("--allow-source-outside").arg(t.path()).ok();
+        let out = t.join(format!("out-{name}"));
+        let build = || {
+            t.cairn().arg("build").arg(&spec_path).args(["--locked", "-f", "tar", "-o"]).arg(&out)
+        };
+        build().fails_with(&[&format!("{name}.yml"), source, "outside the spec's directory"]);
+        assert!(list_tree(&out).is_empty(), "{name}: output despite the refusal");
+        build().arg("--allow-source-outside").arg(t.path()).ok();
+    }
+    // Inside the spec's directory needs no flag.
+    let spec = format!("{hello}\nfiles:\n  - path: etc/x\n    source: inside\n");
+    let spec_path = t.write("spec/ok.yml", &spec);
+    t.cairn().arg("lock").arg(&spec_path).ok();
+}

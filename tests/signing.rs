@@ -1195,3 +1195,23 @@ fn sigstore_verify_verifies_the_bundles() {
     run_checks(checks);
     eprintln!("@sigstore/verify accepted the bundles of both key types (Ed25519 and P-256)");
 }
+
+/// A private key others can read is refused before any output, as OpenSSH refuses it, with
+/// the command that fixes it; once fixed the same key signs.
+#[test]
+fn a_private_key_readable_by_others_is_refused() {
+    let t = TestDir::new("unprotected-key");
+    t.import_hello();
+    let (k, _) = keygen(&t, "open", "ed25519", None);
+    fs::set_permissions(&k.key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = t.join("out");
+    let key = k.key.display().to_string();
+    let r = build_cmd(&t, &out).arg("--sign-key").arg(&k.key).fails_with(&[
+        "UNPROTECTED PRIVATE KEY FILE",
+        "0644",
+        &format!("chmod 600 {key}"),
+    ]);
+    assert!(list_tree(&out).is_empty(), "output despite the error{}", r.report());
+    fs::set_permissions(&k.key, fs::Permissions::from_mode(0o600)).unwrap();
+    build_cmd(&t, &out).arg("--sign-key").arg(&k.key).ok();
+}

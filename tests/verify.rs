@@ -3,6 +3,7 @@
 //! and copied for each case.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -59,8 +60,10 @@ fn build_fixture(alg: Algorithm) -> Fixture {
     fs::create_dir_all(&root).unwrap();
     for name in ["release", "rebuilder", "stranger"] {
         let key = SigningKey::generate(alg).unwrap();
-        fs::write(root.join(format!("{name}.key")), key.to_pkcs8_pem(None).unwrap().as_bytes())
-            .unwrap();
+        let key_path = root.join(format!("{name}.key"));
+        fs::write(&key_path, key.to_pkcs8_pem(None).unwrap().as_bytes()).unwrap();
+        // cairn refuses a private key others can read.
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(root.join(format!("{name}.pub")), key.public_key().to_spki_pem()).unwrap();
     }
     for (dir, name) in crate::util::HELLO_IMAGES {
@@ -770,4 +773,25 @@ fn bad_policy_or_keys_exit_2() {
     assert_eq!(out.code(), Some(2));
     let out = c.verify(&["--at", "yesterday"]);
     assert_eq!(out.code(), Some(2));
+}
+
+/// A reader that closes the pipe early ends a passing verify quietly with 0, but never turns
+/// a rejection into a success.
+#[test]
+fn a_closed_stdout_never_hides_a_rejection() {
+    let c = Case::new("closed-stdout", ed());
+    let status = |c: &Case| {
+        let mut child = cairn(c.t.path())
+            .env("CAIRN_STORE", c.t.store())
+            .args(["verify", "out", "--json", "--at", "2026-06-01T00:00:00Z", "--key"])
+            .arg(c.f.public("release"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait().unwrap().code()
+    };
+    assert_eq!(status(&c), Some(0));
+    flip_byte(&c.out("hello.tar"), 100);
+    assert_eq!(status(&c), Some(1));
 }

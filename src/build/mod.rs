@@ -103,6 +103,8 @@ pub struct BuildOptions<'a> {
     pub max_unpacked_size: u64,
     pub max_expansion_ratio: u64,
     pub verified_boot: VerifiedBootOptions,
+    /// Directories outside the spec's own that `files[].source` may read from.
+    pub allow_source_outside: Vec<PathBuf>,
 }
 
 /// One attestation file as written.
@@ -164,7 +166,10 @@ pub fn build(
     let request = PinRequest {
         spec: &spec.spec,
         spec_digest: &spec.digest,
-        spec_dir: spec.dir(),
+        sources: lock::SourceRoots {
+            spec_dir: spec.dir(),
+            allowed_outside: &opts.allow_source_outside,
+        },
         lock,
         mode: opts.lock_mode,
         env_source_date: opts.env_source_date,

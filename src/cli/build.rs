@@ -74,6 +74,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub verifier_binary: Option<PathBuf>,
 
+    /// Also allow `files[].source` paths under DIR, outside the spec's directory
+    /// (repeatable). Without it a spec reads only files under its own directory.
+    #[arg(long, value_name = "DIR")]
+    pub allow_source_outside: Vec<PathBuf>,
+
     /// Refuse layers that unpack to more than this many bytes in total.
     #[arg(long, value_name = "BYTES", default_value_t = crate::assemble::DEFAULT_MAX_UNPACKED_SIZE)]
     pub max_unpacked_size: u64,
@@ -115,6 +120,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         env_source_date,
         sign_key: sign_key.as_ref(),
         builder_id: args.builder_id,
+        allow_source_outside: args.allow_source_outside,
         max_unpacked_size: args.max_unpacked_size,
         max_expansion_ratio: args.max_expansion_ratio,
         verified_boot: VerifiedBootOptions {
@@ -129,7 +135,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let built = built?;
     if !global.quiet {
         for o in &built.outputs {
-            println!("{}  {}", o.digest, opts.output_dir.join(&o.rel_path).display());
+            super::outln!("{}  {}", o.digest, opts.output_dir.join(&o.rel_path).display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! `cairn completions`: shell completion scripts generated from the CLI definition.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -19,6 +20,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cmd = super::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "cairn", &mut std::io::stdout().lock());
+    // Generated into memory first: `generate` panics on a write error, and a closed pipe
+    // must reach the caller as an error (see `super::exit_status`).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "cairn", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

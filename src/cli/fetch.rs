@@ -46,7 +46,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("fetching the images of {}", lock_path.display()))?;
     if !global.quiet {
         for f in fetched {
-            println!("{}\t{} blobs\t{} bytes", f.reference, f.blobs_fetched, f.bytes_fetched);
+            super::outln!("{}\t{} blobs\t{} bytes", f.reference, f.blobs_fetched, f.bytes_fetched)?;
         }
     }
     Ok(ExitCode::SUCCESS)

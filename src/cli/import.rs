@@ -49,7 +49,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("importing {}", args.source.display()))?;
     if !global.quiet {
         for i in imported {
-            println!("{}\t{}", i.name, i.digest);
+            super::outln!("{}\t{}", i.name, i.digest)?;
         }
     }
     Ok(ExitCode::SUCCESS)

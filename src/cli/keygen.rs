@@ -38,7 +38,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let public = write_keypair(&args.out, args.alg, passphrase.as_deref().map(String::as_str))
         .with_context(|| format!("writing key pair {}", key_path.display()))?;
     if !global.quiet {
-        println!("{}", public.key_id());
+        super::outln!("{}", public.key_id())?;
         eprintln!(
             "cairn: wrote {} ({}{}) and {}",
             key_path.display(),

@@ -43,6 +43,11 @@ pub struct Args {
     #[arg(long)]
     pub offline: bool,
 
+    /// Also allow `files[].source` paths under DIR, outside the spec's directory
+    /// (repeatable). Without it a spec reads only files under its own directory.
+    #[arg(long, value_name = "DIR")]
+    pub allow_source_outside: Vec<PathBuf>,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -64,7 +69,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let lock = stage::resolve(
         &loaded.spec,
         loaded.digest,
-        loaded.dir(),
+        stage::SourceRoots { spec_dir: loaded.dir(), allowed_outside: &args.allow_source_outside },
         resolver,
         env_sd,
         previous.as_ref(),

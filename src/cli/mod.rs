@@ -105,23 +105,49 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let (status, message) = exit_status(&e);
-            eprintln!("cairn: {message}");
+            if let Some(message) = message {
+                eprintln!("cairn: {message}");
+            }
             ExitCode::from(status)
         }
     }
 }
 
 /// The one place an error becomes an exit status: a verdict (a check said no, see
-/// [`Rejection`] and [`StaleLock`]) exits 1 with its own message alone; anything else
-/// exits 2 with the whole chain.
-fn exit_status(e: &anyhow::Error) -> (u8, String) {
+/// [`Rejection`] and [`StaleLock`]) exits 1 with its own message alone; a closed stdout
+/// (the reader went away, as in `cairn store ls | grep -q x`) is a normal end and exits 0
+/// quietly, as `ls` does; anything else exits 2 with the whole chain.
+fn exit_status(e: &anyhow::Error) -> (u8, Option<String>) {
     for cause in e.chain() {
         if cause.is::<Rejection>() || cause.is::<StaleLock>() {
-            return (EXIT_REJECTED, cause.to_string());
+            return (EXIT_REJECTED, Some(cause.to_string()));
+        }
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return (0, None);
         }
     }
-    (EXIT_ERROR, render_error(e))
+    (EXIT_ERROR, Some(render_error(e)))
 }
+
+/// Writes one line of output to stdout, returning the error instead of panicking as
+/// `println!` does, so a closed pipe reaches [`exit_status`]. Use through [`outln!`].
+pub(crate) fn write_stdout_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")
+}
+
+/// `println!` that propagates write errors: `outln!("{x}")?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -200,11 +226,21 @@ mod tests {
         let e = anyhow::Error::new(crate::lock::LockError::from(stale)).context("building x.yml");
         let (code, msg) = exit_status(&e);
         assert_eq!(code, EXIT_REJECTED);
-        assert_eq!(msg, "x.yml.lock: the spec changed\n\nRun `cairn lock x.yml` to update it.");
+        assert_eq!(
+            msg.as_deref().unwrap_or_default(),
+            "x.yml.lock: the spec changed\n\nRun `cairn lock x.yml` to update it."
+        );
         let e = anyhow::Error::new(Rejection::new("verification failed: no")).context("verifying");
-        assert_eq!(exit_status(&e), (EXIT_REJECTED, "verification failed: no".to_string()));
+        assert_eq!(exit_status(&e), (EXIT_REJECTED, Some("verification failed: no".to_string())));
         let e = anyhow::anyhow!("disk on fire").context("writing x");
-        assert_eq!(exit_status(&e), (EXIT_ERROR, "writing x: disk on fire".to_string()));
+        assert_eq!(exit_status(&e), (EXIT_ERROR, Some("writing x: disk on fire".to_string())));
+    }
+
+    #[test]
+    fn a_closed_stdout_anywhere_in_the_chain_is_a_quiet_success() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::new(pipe).context("listing").context("store");
+        assert_eq!(exit_status(&e), (0, None));
     }
 
     #[test]

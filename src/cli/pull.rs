@@ -98,7 +98,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     )
     .with_context(|| format!("pulling {reference}"))?;
     if !global.quiet {
-        println!("{}\t{}", pulled.name, pulled.digest);
+        super::outln!("{}\t{}", pulled.name, pulled.digest)?;
     }
     Ok(ExitCode::SUCCESS)
 }

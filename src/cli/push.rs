@@ -51,7 +51,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let pushed = crate::registry::push_layout(&args.layout, &reference, &push, &options, &progress)
         .with_context(|| format!("pushing {} to {reference}", args.layout.display()))?;
     if !global.quiet {
-        println!("{}", pushed.reference);
+        super::outln!("{}", pushed.reference)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -68,7 +68,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         crate::atomic::write_atomic(&path, bytes)
             .with_context(|| format!("writing {}", path.display()))?;
         if !global.quiet {
-            println!("{}  {}", Digest::of(bytes), path.display());
+            super::outln!("{}  {}", Digest::of(bytes), path.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

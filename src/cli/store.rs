@@ -58,7 +58,7 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         StoreCommand::Ls => {
             let images = store.images().with_context(|| format!("listing store {root}"))?;
             for (name, desc) in images {
-                println!("{}\t{}", name, desc.digest());
+                super::outln!("{}\t{}", name, desc.digest())?;
             }
         }
         StoreCommand::Gc { dry_run } => {
@@ -66,7 +66,7 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 store.gc(dry_run).with_context(|| format!("collecting garbage in {root}"))?;
             let verb = if report.dry_run { "would remove" } else { "removed" };
             for d in &report.removed {
-                println!("{verb}\t{d}");
+                super::outln!("{verb}\t{d}")?;
             }
             if !global.quiet {
                 eprintln!(
@@ -81,13 +81,13 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         StoreCommand::Fsck => {
             let report = store.fsck().with_context(|| format!("checking store {root}"))?;
             for (expected, actual) in &report.corrupt {
-                println!("corrupt\t{expected}\tcontent hashes to {actual}");
+                super::outln!("corrupt\t{expected}\tcontent hashes to {actual}")?;
             }
             for d in &report.missing {
-                println!("missing\t{d}");
+                super::outln!("missing\t{d}")?;
             }
             for p in &report.problems {
-                println!("problem\t{p}");
+                super::outln!("problem\t{p}")?;
             }
             for p in &report.leftovers {
                 println!("leftover\t{}", p.display());

@@ -198,14 +198,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = verify::verify(&req).context("verifying")?;
     let mut stdout = std::io::stdout().lock();
-    if args.json {
-        stdout.write_all(&outcome.report.to_json())?;
+    let written = if args.json {
+        stdout.write_all(&outcome.report.to_json())
     } else {
-        outcome.report.write_human(&mut stdout)?;
+        outcome.report.write_human(&mut stdout)
     }
-    stdout.flush()?;
+    .and_then(|()| stdout.flush());
+    // The verdict before any write error: a closed stdout exits 0 quietly (see
+    // `super::exit_status`), which must never turn a rejection into a success.
     match outcome.verdict {
-        Ok(_verified) => Ok(ExitCode::SUCCESS),
+        Ok(_verified) => written.map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Err(rejected) => {
             Err(Rejection::new(format!("verification failed: {}", rejected.reason)).into())
         }

@@ -55,7 +55,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -219,6 +219,17 @@ pub enum SignError {
         /// The limit.
         limit: u64,
     },
+    /// A private key file others can read or write, refused as OpenSSH refuses it.
+    #[error(
+        "UNPROTECTED PRIVATE KEY FILE: permissions {mode:04o} for {path} are too open; a \
+         private key must not be accessible by group or others. Run `chmod 600 {path}` and try again."
+    )]
+    Unprotected {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Reading or writing a key file failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -342,7 +353,7 @@ impl PublicKey {
 
     /// Read an SPKI PEM public key file.
     pub fn read_pem_file(path: &Path) -> Result<Self, SignError> {
-        let text = read_bounded(path)?;
+        let text = read_bounded(path, Secrecy::Public)?;
         let text = std::str::from_utf8(&text).map_err(|_| SignError::Pem {
             expected: "SPKI public key",
             reason: "file is not UTF-8 text".into(),
@@ -522,7 +533,7 @@ impl SigningKey {
 
     /// Read a PKCS#8 PEM private key file (see [`SigningKey::from_pkcs8_pem`]).
     pub fn read_pem_file(path: &Path, passphrase: Option<&str>) -> Result<Self, SignError> {
-        let bytes = read_bounded(path)?;
+        let bytes = read_bounded(path, Secrecy::Private)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| SignError::Pem {
             expected: "PKCS#8 private key",
             reason: "file is not UTF-8 text".into(),
@@ -555,15 +566,30 @@ impl EncodePrivateKey for Ed25519Pkcs8<'_> {
 }
 
 /// Read a whole key file, at most [`MAX_KEY_FILE`] bytes, into a zeroizing buffer.
-fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, SignError> {
+fn read_bounded(path: &Path, secret: Secrecy) -> Result<Zeroizing<Vec<u8>>, SignError> {
     let io = |source| SignError::Io { action: "reading", path: path.to_owned(), source };
     let file = File::open(path).map_err(io)?;
+    if secret == Secrecy::Private {
+        // The mode of the handle just opened, not of the path again: no window in which
+        // the file could be swapped between the check and the read.
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(SignError::Unprotected { path: path.to_owned(), mode });
+        }
+    }
     let mut buf = Zeroizing::new(Vec::new());
     file.take(MAX_KEY_FILE + 1).read_to_end(&mut buf).map_err(io)?;
     if buf.len() as u64 > MAX_KEY_FILE {
         return Err(SignError::TooLarge { path: path.to_owned(), limit: MAX_KEY_FILE });
     }
     Ok(buf)
+}
+
+/// Whether a key file holds a secret, which others must not be able to read or replace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secrecy {
+    Public,
+    Private,
 }
 
 /// `<prefix>.key` and `<prefix>.pub`: the suffix is appended, so `release.v2` gives
@@ -879,6 +905,30 @@ WwQV3zltzxgWFLf5+zC3zW8QhYepyaum
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.key");
         fs::write(&path, vec![b'A'; (MAX_KEY_FILE + 1) as usize]).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(SigningKey::read_pem_file(&path, None), Err(SignError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn private_key_open_to_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key_path, _) = keypair_paths(&dir.path().join("k"));
+        let key = SigningKey::generate(Algorithm::Ed25519).unwrap();
+        fs::write(&key_path, key.to_pkcs8_pem(None).unwrap().as_bytes()).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            fs::set_permissions(&key_path, fs::Permissions::from_mode(mode)).unwrap();
+            match SigningKey::read_pem_file(&key_path, None) {
+                Err(e @ SignError::Unprotected { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(&format!("{mode:04o}")), "{text}");
+                    assert!(text.contains(&format!("chmod 600 {}", key_path.display())), "{text}");
+                }
+                other => panic!("mode {mode:o}: {:?}", other.map(|_| ())),
+            }
+        }
+        for mode in [0o600, 0o400, 0o700] {
+            fs::set_permissions(&key_path, fs::Permissions::from_mode(mode)).unwrap();
+            assert!(SigningKey::read_pem_file(&key_path, None).is_ok(), "mode {mode:o}");
+        }
     }
 }
