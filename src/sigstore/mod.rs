@@ -17,8 +17,9 @@
 //!   extension (`1.3.6.1.4.1.57264.1.8`, else `.1.1`), and be valid at a verified signing
 //!   time (a Rekor v1 inclusion promise or an RFC 3161 timestamp of the trusted root). Every
 //!   transparency-log entry must carry an inclusion proof whose checkpoint is signed by a log
-//!   of the trusted root. No trusted root is fetched: there is no network at verify time,
-//!   so keyless verification always needs the trusted root JSON.
+//!   of the trusted root. Nothing is fetched at verify time: the trusted root is one the
+//!   caller names, else the copy `cairn sigstore update-trust-root` refreshed through TUF,
+//!   else the public-good (or staging) snapshot compiled into cairn (see [`trust`]).
 //! - **Public key** ([`TrustAnchor::PublicKey`]): the bundle carries a public-key hint and
 //!   is verified with the given key (PEM SubjectPublicKeyInfo: ECDSA P-256/P-384, Ed25519,
 //!   RSA). A key-based bundle needs no transparency log: the log, CT-log and timestamp
@@ -59,6 +60,9 @@ use sigstore_verify::{
 };
 
 use crate::digest::Digest;
+
+pub mod trust;
+pub mod tuf;
 
 /// Largest bundle or trusted root accepted (both are small JSON documents).
 pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -270,6 +274,16 @@ pub fn verify_bundle(
             verify_keyless(&bundle, artifact, content, identity, issuer, &root)
         }
     }
+}
+
+/// Whether a bundle (JSON) carries transparency-log entries or RFC 3161 timestamps: the
+/// evidence a key-based verification checks against a trusted root when there is one.
+/// False for anything that does not parse (verification then reports why).
+pub fn has_log_or_timestamp(bundle_json: &[u8]) -> bool {
+    parse_bundle(bundle_json).is_ok_and(|b| {
+        let m = &b.verification_material;
+        !m.tlog_entries.is_empty() || !m.timestamp_verification_data.rfc3161_timestamps.is_empty()
+    })
 }
 
 fn parse_bundle(json: &[u8]) -> Result<Bundle, SigstoreError> {
