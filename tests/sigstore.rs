@@ -806,6 +806,9 @@ fn verify_checks_upstream_component_signatures_from_policy_rules() {
     };
     let ok = verify(&policy(&keyless_rule(EMAIL)), Some(&bundles));
     assert_eq!(ok.code(), Some(0), "{}", ok.report());
+    // The check names the trusted root it used.
+    let named = format!("trusted root {}", t.join("trusted_root.json").display());
+    assert!(ok.stdout().contains(&named), "{}", ok.report());
     let r = verify(&policy(&keyless_rule("mallory@cairn.test")), Some(&bundles));
     assert_eq!(r.code(), Some(1), "{}", r.report());
     assert!(r.stdout().contains("upstream signature rejected"), "{}", r.report());

@@ -183,9 +183,8 @@ fn update_trust_root(args: UpdateTrustRootArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &args.tuf_root {
         source.root = read(p, "TUF root")?;
     }
-    let cache_dir = trust::user_cache_dir().context(
-        "no cache directory is known for this user (set XDG_CACHE_HOME or HOME)",
-    )?;
+    let cache_dir = trust::user_cache_dir()
+        .context("no cache directory is known for this user (set XDG_CACHE_HOME or HOME)")?;
     let done = tuf::update_trust_root(instance, &source, &cache_dir)?;
     eprintln!(
         "cairn: refreshed the {} trusted root through TUF from {} (TUF root version {}): {} ({})",

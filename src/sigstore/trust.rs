@@ -149,11 +149,9 @@ impl SelectedRoot {
         };
         match (&self.source, self.date()) {
             (RootSource::File(p), _) => format!("trusted root {}", p.display()),
-            (RootSource::Refreshed { path, .. }, Some(d)) => format!(
-                "trusted root refreshed through TUF on {} ({})",
-                age(d),
-                path.display()
-            ),
+            (RootSource::Refreshed { path, .. }, Some(d)) => {
+                format!("trusted root refreshed through TUF on {} ({})", age(d), path.display())
+            }
             (RootSource::Embedded(i), Some(d)) => format!(
                 "embedded {} trusted root snapshot of {} ({SNAPSHOT_SOURCE})",
                 i.name(),
@@ -209,7 +207,8 @@ pub fn read_root(path: &Path) -> Result<Vec<u8>, TrustError> {
 /// Checks that `json` is a trusted root cairn can verify with.
 pub fn check_root(json: &[u8]) -> Result<(), SigstoreError> {
     let root = super::parse_trusted_root(json)?;
-    sigstore_verify::Verifier::new(&root).map_err(|e| SigstoreError::InvalidTrustedRoot(e.to_string()))?;
+    sigstore_verify::Verifier::new(&root)
+        .map_err(|e| SigstoreError::InvalidTrustedRoot(e.to_string()))?;
     Ok(())
 }
 
@@ -275,7 +274,9 @@ mod tests {
             let line = format!("{}  {file}", Digest::of(bytes).hex());
             assert!(readme.contains(&line), "README lacks {line}");
         }
-        assert!(readme.contains(SNAPSHOT_DATE) && readme.contains("`sigstore-trust-root` **0.15.1**"));
+        assert!(
+            readme.contains(SNAPSHOT_DATE) && readme.contains("`sigstore-trust-root` **0.15.1**")
+        );
     }
 
     #[test]
@@ -297,7 +298,10 @@ mod tests {
         let now = at("2026-11-02T12:00:00Z");
         assert_eq!(r.age_days(now), Some(10));
         let text = r.describe(now);
-        assert!(text.contains("embedded public-good trusted root snapshot of 2026-10-23, 10 days old"), "{text}");
+        assert!(
+            text.contains("embedded public-good trusted root snapshot of 2026-10-23, 10 days old"),
+            "{text}"
+        );
         assert_eq!(r.staleness_warning(now), None);
         let later = at("2027-05-01T00:00:00Z");
         let w = r.staleness_warning(later).unwrap();

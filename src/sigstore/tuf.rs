@@ -82,10 +82,8 @@ pub fn update_trust_root(
     let slot = instance.cache_dir_in(cache_dir);
     let store = FileStore::new(slot.join("tuf").join(dir_name(&url)));
     let repo = HttpRepository { agent: agent(), url: url.clone() };
-    let refresh_err = |e: sigstore_tuf::Error| TufError::Refresh {
-        url: url.clone(),
-        reason: chain(&e),
-    };
+    let refresh_err =
+        |e: sigstore_tuf::Error| TufError::Refresh { url: url.clone(), reason: chain(&e) };
     let mut updater = Updater::new(repo, &source.root)
         .map_err(|e| TufError::BadRoot(chain(&e)))?
         .with_store(store);
@@ -249,7 +247,8 @@ mod tests {
     #[test]
     fn refuses_bad_urls_and_roots() {
         let dir = tempfile::tempdir().unwrap();
-        let bad = TufSource { url: "file:///etc".into(), root: Instance::PublicGood.tuf_root().into() };
+        let bad =
+            TufSource { url: "file:///etc".into(), root: Instance::PublicGood.tuf_root().into() };
         assert!(matches!(
             update_trust_root(Instance::PublicGood, &bad, dir.path()),
             Err(TufError::BadUrl(_))
@@ -260,7 +259,8 @@ mod tests {
             Err(TufError::BadRoot(_))
         ));
         // Nothing listens on the discard port: a transport error, and nothing written.
-        let src = TufSource { url: "http://127.0.0.1:9".into(), ..TufSource::of(Instance::Staging) };
+        let src =
+            TufSource { url: "http://127.0.0.1:9".into(), ..TufSource::of(Instance::Staging) };
         let err = update_trust_root(Instance::Staging, &src, dir.path()).unwrap_err();
         assert!(matches!(err, TufError::Refresh { .. }), "{err}");
         assert!(!Instance::Staging.cache_dir_in(dir.path()).join(TRUSTED_ROOT_FILE).exists());

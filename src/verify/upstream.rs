@@ -7,12 +7,15 @@
 //! one file per signed component, `sha256-<hex>.sigstore.json` (the name a registry's
 //! signature tag fallback uses, `sha256-<hex>.sig`, with cairn's bundle suffix). A rule
 //! with no matching component, a component with no bundle, or a bundle that does not verify
-//! is a failed check: upstream rules fail closed.
+//! is a failed check: upstream rules fail closed. A keyless rule's check names the trusted
+//! root it used and its age (the rule's `trustedRoot`, else the root
+//! [`crate::sigstore::trust::select`] picks for the public-good instance).
 
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::policy::{Timestamp, UpstreamRule, UpstreamSigner};
+use crate::sigstore::trust::{self, Instance, TrustError};
 use crate::sigstore::{Artifact, SigstoreError, TrustAnchor, verify_bundle};
 
 use super::report::Check;
@@ -55,10 +58,8 @@ pub enum UpstreamError {
     TooLarge { file: PathBuf },
     #[error("{}: {source}", file.display())]
     Read { file: PathBuf, source: std::io::Error },
-    #[error("trusted root {}: {source}", path.display())]
-    TrustedRoot { path: PathBuf, source: std::io::Error },
-    #[error("upstream rule {reference}: keyless needs a trustedRoot")]
-    KeylessWithoutRoot { reference: String },
+    #[error(transparent)]
+    TrustedRoot(#[from] TrustError),
     #[error("{reference} {digest}: upstream signature rejected: {source}")]
     Rejected { reference: String, digest: Digest, source: SigstoreError },
 }
@@ -81,7 +82,7 @@ pub fn check(input: &UpstreamInput<'_>) -> Vec<Check> {
             continue;
         }
         for c in matching {
-            let (ok, detail) = match check_one(rule, c, input.bundles_dir) {
+            let (ok, detail) = match check_one(rule, c, input.bundles_dir, input.at) {
                 Ok(detail) => (true, detail),
                 Err(reason) => (false, reason.to_string()),
             };
@@ -95,6 +96,7 @@ fn check_one(
     rule: &UpstreamRule,
     c: &UpstreamComponent,
     bundles_dir: Option<&Path>,
+    at: Timestamp,
 ) -> Result<String, UpstreamError> {
     let reference = || c.reference.clone();
     let dir = bundles_dir.ok_or_else(|| UpstreamError::NoBundlesDir { reference: reference() })?;
@@ -112,29 +114,37 @@ fn check_one(
         Ok(b) => b,
         Err(source) => return Err(UpstreamError::Read { file, source }),
     };
-    let trusted_root = match &rule.trusted_root {
-        Some(p) => Some(
-            std::fs::read(p)
-                .map_err(|source| UpstreamError::TrustedRoot { path: p.clone(), source })?,
-        ),
-        None => None,
-    };
-    let anchor = match &rule.signer {
+    let (anchor, root_note) = match &rule.signer {
         UpstreamSigner::PublicKey { pem } => {
-            TrustAnchor::PublicKey { pem: pem.as_bytes().to_vec(), trusted_root_json: trusted_root }
+            let trusted_root_json = match &rule.trusted_root {
+                Some(p) => Some(trust::read_root(p)?),
+                None => None,
+            };
+            let note = rule.trusted_root.as_ref().map(|p| format!("trusted root {}", p.display()));
+            (TrustAnchor::PublicKey { pem: pem.as_bytes().to_vec(), trusted_root_json }, note)
         }
         UpstreamSigner::Keyless { certificate_identity, certificate_oidc_issuer } => {
-            TrustAnchor::Keyless {
+            let root = trust::select(Instance::PublicGood, rule.trusted_root.as_deref())?;
+            let now = jiff::Timestamp::from_second(i64::try_from(at.secs()).unwrap_or(i64::MAX))
+                .unwrap_or(jiff::Timestamp::MAX);
+            let mut note = root.describe(now);
+            if let Some(w) = root.staleness_warning(now) {
+                note = format!("{note}; warning: {w}");
+            }
+            let anchor = TrustAnchor::Keyless {
                 identity: certificate_identity.clone(),
                 issuer: certificate_oidc_issuer.clone(),
-                trusted_root_json: trusted_root.ok_or_else(|| {
-                    UpstreamError::KeylessWithoutRoot { reference: rule.reference.clone() }
-                })?,
-            }
+                trusted_root_json: root.json,
+            };
+            (anchor, Some(note))
         }
     };
+    let how = match root_note {
+        Some(note) => format!("{}; {note}", file.display()),
+        None => file.display().to_string(),
+    };
     verify_bundle(&bundle, Artifact::Digest(c.digest), &anchor)
-        .map(|_| format!("{} {} signed upstream ({})", c.reference, c.digest, file.display()))
+        .map(|_| format!("{} {} signed upstream ({how})", c.reference, c.digest))
         .map_err(|source| UpstreamError::Rejected {
             reference: reference(),
             digest: c.digest,

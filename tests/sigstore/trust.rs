@@ -15,8 +15,8 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{Value, json};
 
 use super::{ARTIFACT, EMAIL, ISSUER, Instance, email, keyless_message_bundle, sha256};
-use rcgen::PublicKeyData as _;
 use crate::util::{Outcome, TestDir, repo};
+use rcgen::PublicKeyData as _;
 
 const BEACON: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
@@ -256,7 +256,11 @@ fn answer(mut conn: TcpStream, files: &Mutex<HashMap<String, Vec<u8>>>) -> std::
         Some(b) => ("200 OK", b),
         None => ("404 Not Found", Vec::new()),
     };
-    write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
     conn.write_all(&body)
 }
 
