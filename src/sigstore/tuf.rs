@@ -57,14 +57,12 @@ pub struct Refreshed {
 pub enum TufError {
     #[error("the TUF repository URL {0:?} is not http(s)://…")]
     BadUrl(String),
+    #[error("writing {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("the TUF root: {0}")]
     BadRoot(String),
     #[error("TUF refresh from {url}: {reason}")]
     Refresh { url: String, reason: String },
-    #[error("the trusted root TUF delivered from {url} is not usable: {reason}")]
-    BadTarget { url: String, reason: String },
-    #[error("writing {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// Refreshes `instance`'s trusted root from `source` into `<cache_dir>/cairn/sigstore/
@@ -90,8 +88,10 @@ pub fn update_trust_root(
     let now = jiff::Timestamp::now();
     block_on(updater.refresh(now)).map_err(refresh_err)?;
     let json = block_on(updater.get_target(TRUSTED_ROOT_FILE, now)).map_err(refresh_err)?;
-    check_root(&json)
-        .map_err(|e| TufError::BadTarget { url: url.clone(), reason: e.to_string() })?;
+    check_root(&json).map_err(|e| TufError::Refresh {
+        url: url.clone(),
+        reason: format!("the {TRUSTED_ROOT_FILE} it delivered is not usable: {e}"),
+    })?;
     let path = slot.join(TRUSTED_ROOT_FILE);
     crate::atomic::write_atomic(&path, &json)
         .map_err(|source| TufError::Write { path: path.clone(), source })?;

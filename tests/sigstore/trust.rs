@@ -333,4 +333,13 @@ fn update_trust_root_refreshes_through_tuf_and_the_refresh_is_preferred() {
     );
     update(&t).expect_code(2).stderr_has(&["TUF refresh from"]);
     assert_eq!(std::fs::read(refreshed_path(&t)).unwrap(), before);
+
+    // Properly signed metadata for a target that is not a trusted root: refused too.
+    tuf.publish(br#"{"not": "a trusted root"}"#, 3);
+    update(&t).expect_code(2).stderr_has(&["trusted_root.json it delivered is not usable"]);
+    assert_eq!(std::fs::read(refreshed_path(&t)).unwrap(), before);
+    // And a good one is taken, rotating the refreshed copy.
+    tuf.publish(&next_root, 4);
+    update(&t).expect_code(0);
+    assert_eq!(std::fs::read(refreshed_path(&t)).unwrap(), next_root);
 }
