@@ -17,6 +17,7 @@ pub mod cpio;
 pub mod oci;
 pub mod tar;
 pub mod verified_boot;
+pub mod verity;
 
 use std::fmt;
 use std::fs::{File, Permissions};
