@@ -14,6 +14,7 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod disk;
 pub mod oci;
 pub mod tar;
 pub mod verified_boot;
