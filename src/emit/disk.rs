@@ -324,7 +324,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sfdisk json");
         let table = &json["partitiontable"];
         assert_eq!(table["label"], "gpt");
-        assert_eq!(table["id"], Guid::derived("disk", &[&[1u8; 1000], &[2u8; 3 << 20]]).to_string());
+        assert_eq!(
+            table["id"],
+            Guid::derived("disk", &[&[1u8; 1000], &[2u8; 3 << 20]]).to_string()
+        );
         let parts = table["partitions"].as_array().expect("partitions");
         assert_eq!(parts.len(), 2);
         for (p, at) in parts.iter().zip(&placed) {

@@ -16,6 +16,7 @@ pub mod compress;
 pub mod cpio;
 pub mod disk;
 pub mod oci;
+pub mod squashfs;
 pub mod tar;
 pub mod verified_boot;
 pub mod verity;

@@ -167,10 +167,9 @@ pub fn write_hash_tree<R: Read, W: Write + Seek>(
     for read in 0..data_blocks {
         if let Err(e) = data.read_exact(&mut buf) {
             return Err(match e.kind() {
-                io::ErrorKind::UnexpectedEof => VerityError::ShortData {
-                    expected: data_len,
-                    actual: read * BLOCK_SIZE,
-                },
+                io::ErrorKind::UnexpectedEof => {
+                    VerityError::ShortData { expected: data_len, actual: read * BLOCK_SIZE }
+                }
                 _ => VerityError::Read(e),
             });
         }
