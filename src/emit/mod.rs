@@ -15,6 +15,7 @@
 pub mod compress;
 pub mod cpio;
 pub mod disk;
+pub mod esp;
 pub mod oci;
 pub mod squashfs;
 pub mod tar;
