@@ -218,7 +218,7 @@ pub fn write_disk<W: Read + Write + Seek>(
 }
 
 fn write_zeros<W: Write>(out: &mut W, mut n: u64) -> Result<(), DiskError> {
-    const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     while n > 0 {
         let k = n.min(ZEROS.len() as u64) as usize;
         out.write_all(&ZEROS[..k]).map_err(DiskError::Write)?;

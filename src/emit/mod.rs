@@ -19,6 +19,7 @@ pub mod esp;
 pub mod oci;
 pub mod squashfs;
 pub mod tar;
+pub mod uki;
 pub mod verified_boot;
 pub mod verity;
 

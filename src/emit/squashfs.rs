@@ -13,7 +13,7 @@
 //!
 //! Hard links in the tree become separate inodes whose data is stored once.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 
 use backhand::compression::{CompressionOptions, Compressor, Zstd};
 use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
@@ -107,6 +107,7 @@ pub fn write_squashfs<W: Write + Seek>(
 #[cfg(test)]
 fn read_back(image: &[u8], path: &str) -> Option<Vec<u8>> {
     use backhand::{FilesystemReader, InnerNode};
+    use std::io::Read;
     let fs = FilesystemReader::from_reader(std::io::Cursor::new(image.to_vec())).ok()?;
     for node in fs.files() {
         if node.fullpath.to_str() == Some(path)
