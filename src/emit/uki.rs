@@ -126,7 +126,8 @@ fn stub_layout(stub: &[u8], names: &[&str]) -> Result<StubLayout, UkiError> {
             return Err(UkiError::Duplicate(name.to_string()));
         }
         let (va, vsize) = s.pe_address_range();
-        let (off, fsize) = s.pe_file_range();
+        let le = object::LittleEndian;
+        let (off, fsize) = (s.pointer_to_raw_data.get(le), s.size_of_raw_data.get(le));
         next_va = next_va.max(u64::from(va) + u64::from(vsize));
         next_offset = next_offset.max(u64::from(off) + u64::from(fsize));
     }
