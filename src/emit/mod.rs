@@ -14,9 +14,14 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod disk;
+pub mod esp;
 pub mod oci;
+pub mod squashfs;
 pub mod tar;
+pub mod uki;
 pub mod verified_boot;
+pub mod verity;
 
 use std::fmt;
 use std::fs::{File, Permissions};

@@ -10,6 +10,7 @@
 //! touches the network; the CLI passes passphrases in (from `CAIRN_KEY_PASSPHRASE`).
 
 pub mod attestations;
+pub mod authenticode;
 pub mod bundle;
 pub mod dsse;
 pub mod keys;
