@@ -13,6 +13,7 @@ mod hostile;
 mod init;
 mod qemu;
 mod registry;
+mod secure_boot;
 mod signing;
 mod sigstore;
 mod vboot;
