@@ -128,10 +128,7 @@ pub fn provenance_statement(facts: &BuildFacts) -> Statement<Provenance> {
             builder: Builder {
                 id: facts.builder_id.clone(),
                 version: Some(BTreeMap::from([("cairn".to_string(), facts.cairn_version.clone())])),
-                builder_dependencies: None,
             },
-            metadata: None,
-            byproducts: None,
         },
     };
     Statement::new(subjects(facts), PREDICATE_TYPE, predicate)
