@@ -94,11 +94,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = RunPlan {
         qemu,
-        kernel: outputs.kernel,
-        initrd: outputs.initrd,
+        outputs,
         cmdline,
         append: args.append,
-        payload: outputs.payload,
         disks: args.disks,
         mem_mib: args.mem,
         cpus: args.cpus,
