@@ -60,17 +60,18 @@ pub struct Tools {
 
 /// A component (the image, an output file, a component image, a layer, a package, a tool).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Component {
     #[serde(rename = "type")]
     pub type_: String,
-    #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bom_ref: Option<String>,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purl: Option<String>,
-    #[serde(rename = "mime-type", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashes: Vec<Hash>,
