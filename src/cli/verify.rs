@@ -70,7 +70,7 @@ pub struct Args {
     pub bundles: Vec<PathBuf>,
 
     /// Extra DSSE envelopes (.intoto.jsonl), e.g. from independent rebuilders; repeatable.
-    #[arg(long = "attestations", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub attestations: Vec<PathBuf>,
 
     /// Directory of upstream component signatures for the policy's `upstream:` rules: one
