@@ -48,12 +48,7 @@ pub fn build_facts(
             Component {
                 role: role_name(pinned.role).to_string(),
                 name: pinned.name.clone(),
-                reference: pinned.locked.reference.clone(),
-                digest: pinned.locked.digest,
-                repository: pinned.locked.repository.clone(),
-                index: pinned.locked.index,
-                manifest: pinned.locked.manifest,
-                config: pinned.locked.config,
+                locked: pinned.locked.clone(),
                 layers: pinned
                     .resolved
                     .layers

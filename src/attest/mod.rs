@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use crate::digest::Digest;
+use crate::lock::LockedImage;
 use crate::source_date::SourceDate;
 
 pub mod facts;
@@ -94,15 +95,11 @@ pub struct Component {
     pub role: String,
     /// The container name, or `kernel` / `init[0]`.
     pub name: String,
-    /// Normalized reference without digest, e.g. `docker.io/library/alpine:3.20`.
-    pub reference: String,
-    /// The pinned top digest (the index when there is one, else the manifest).
-    pub digest: Digest,
-    /// The registry repository (`host/path`) the lock took the image from, if any.
-    pub repository: Option<String>,
-    pub index: Option<Digest>,
-    pub manifest: Digest,
-    pub config: Digest,
+    /// The image as the lock pins it: its normalized reference (without digest), its top
+    /// digest (the index when there is one, else the manifest), index, manifest, config,
+    /// and the registry repository (`host/path`) it was taken from, if any.
+    pub locked: LockedImage,
+    /// The layer blobs, with the sizes and media types the lock does not record.
     pub layers: Vec<LayerFacts>,
     /// The image config's labels.
     pub labels: BTreeMap<String, String>,

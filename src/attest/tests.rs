@@ -74,12 +74,16 @@ Maintainer: Santiago Vila <sanvila@debian.org>\nDescription: example package\n",
     let component = |role: &str, name: &str, reference: &str, seed: &str| Component {
         role: role.into(),
         name: name.into(),
-        reference: reference.into(),
-        digest: d(&format!("{seed}/manifest")),
-        repository: None,
-        index: None,
-        manifest: d(&format!("{seed}/manifest")),
-        config: d(&format!("{seed}/config")),
+        locked: LockedImage {
+            reference: reference.into(),
+            digest: d(&format!("{seed}/manifest")),
+            index: None,
+            platform: "linux/amd64".into(),
+            manifest: d(&format!("{seed}/manifest")),
+            config: d(&format!("{seed}/config")),
+            layers: vec![d(&format!("{seed}/layer0"))],
+            repository: None,
+        },
         layers: vec![layer(&format!("{seed}/layer0"), 1000)],
         labels: BTreeMap::new(),
         packages: Vec::new(),
@@ -87,8 +91,8 @@ Maintainer: Santiago Vila <sanvila@debian.org>\nDescription: example package\n",
     };
     let kernel = component("kernel", "kernel", "docker.io/linuxkit/kernel:6.6.13", "kernel");
     let mut init = component("init", "init[0]", "docker.io/linuxkit/init:v1.0.0", "init");
-    init.index = Some(d("init/index"));
-    init.digest = d("init/index");
+    init.locked.index = Some(d("init/index"));
+    init.locked.digest = d("init/index");
     let mut dhcpcd = component("onboot", "dhcpcd", "docker.io/library/alpine:3.20", "alpine");
     dhcpcd.layers.push(layer("alpine/layer1", 2345));
     dhcpcd.packages = alpine_pkgs;

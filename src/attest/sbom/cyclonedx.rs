@@ -216,9 +216,9 @@ pub fn document(facts: &BuildFacts) -> Bom {
         let bom_ref = format!("component:{}/{}", c.role, c.name);
         let mut props = vec![
             property("cairn:component:role", c.role.clone()),
-            property("cairn:component:reference", c.reference.clone()),
-            property("cairn:component:digest", c.digest.to_string()),
-            property("cairn:component:config", c.config.to_string()),
+            property("cairn:component:reference", c.locked.reference.clone()),
+            property("cairn:component:digest", c.locked.digest.to_string()),
+            property("cairn:component:config", c.locked.config.to_string()),
         ];
         if let Some(os) = &c.os_release {
             props.push(property(
@@ -229,7 +229,7 @@ pub fn document(facts: &BuildFacts) -> Bom {
         components.push(Component {
             version: Some(component_version(c)),
             purl: Some(entry.purl.clone()),
-            hashes: hashes(&c.manifest),
+            hashes: hashes(&c.locked.manifest),
             properties: props,
             ..Component::new("container", Some(bom_ref.clone()), &c.name)
         });
