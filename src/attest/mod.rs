@@ -42,7 +42,7 @@ pub(crate) mod tests;
 pub use intoto::STATEMENT_TYPE;
 pub use json::{Document, to_json_bytes, to_json_line};
 pub use os_release::OsRelease;
-pub use packages::{OsPackage, PackageKind};
+pub use packages::{OsFacts, OsPackage, PackageKind};
 
 /// The SLSA `buildDefinition.buildType` of a cairn image build. Its external parameters are
 /// documented in `attestations/README.md`; a new major version of them gets a new URI.
@@ -77,15 +77,23 @@ pub struct BuildFacts {
     /// Output formats as given, e.g. `["tar", "kernel+initrd:gzip", "oci"]`.
     pub formats: Vec<String>,
     pub source_date: SourceDate,
-    /// SLSA `runDetails.builder.id` ([`DEFAULT_BUILDER_ID`] unless the user sets one).
-    pub builder_id: String,
-    pub cairn_version: String,
+    /// Who ran the build.
+    pub builder: BuilderFacts,
     /// Component images in spec order.
     pub components: Vec<Component>,
     /// Files from the spec's `files` section that were read from disk.
     pub files: Vec<SourceFile>,
     /// Every output file (for an OCI layout directory: `<name>.oci` with its manifest digest).
     pub subjects: Vec<Subject>,
+}
+
+/// Who ran a build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuilderFacts {
+    /// SLSA `runDetails.builder.id` ([`DEFAULT_BUILDER_ID`] unless the user sets one).
+    pub id: String,
+    /// The cairn version that built.
+    pub cairn_version: String,
 }
 
 /// One component image as pinned by the lock.
@@ -103,9 +111,8 @@ pub struct Component {
     pub layers: Vec<LayerFacts>,
     /// The image config's labels.
     pub labels: BTreeMap<String, String>,
-    /// OS packages found in the layers (see [`component_packages`]).
-    pub packages: Vec<OsPackage>,
-    pub os_release: Option<OsRelease>,
+    /// What the package databases in the layers say (see [`component_packages`]).
+    pub os: OsFacts,
 }
 
 /// One layer blob of a component.
@@ -152,7 +159,7 @@ pub fn is_package_db_path(path: &str) -> bool {
 /// Parses the package databases of one component. `etc/os-release` wins over
 /// `usr/lib/os-release` (as os-release(5) says); packages come out sorted and deduplicated.
 /// Unparseable entries are skipped: an SBOM lists what can be known, it does not fail a build.
-pub fn component_packages(dbs: &[PackageDb]) -> (Vec<OsPackage>, Option<OsRelease>) {
+pub fn component_packages(dbs: &[PackageDb]) -> OsFacts {
     let mut pkgs = Vec::new();
     let mut etc_os = None;
     let mut usr_os = None;
@@ -168,7 +175,7 @@ pub fn component_packages(dbs: &[PackageDb]) -> (Vec<OsPackage>, Option<OsReleas
     }
     pkgs.sort();
     pkgs.dedup();
-    (pkgs, etc_os.or(usr_os))
+    OsFacts { release: etc_os.or(usr_os), packages: pkgs }
 }
 
 /// The SBOM attestation: an in-toto Statement v1 over the same subjects as the provenance,

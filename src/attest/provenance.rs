@@ -88,7 +88,7 @@ fn component_dependencies(c: &Component, out: &mut Vec<ResourceDescriptor>) {
     for p in packages::from_deb_labels(&c.labels) {
         out.push(ResourceDescriptor {
             name: Some(format!("{id}/deb/{}", p.name)),
-            uri: Some(purl::os_package(&p, c.os_release.as_ref())),
+            uri: Some(purl::os_package(&p, c.os.release.as_ref())),
             annotations: annotations([("component", &id)]),
             ..Default::default()
         });
@@ -122,14 +122,17 @@ pub fn provenance_statement(facts: &BuildFacts) -> Statement<Provenance> {
                 source_date_epoch: facts.source_date.secs().to_string(),
             }),
             internal_parameters: Some(InternalParameters {
-                cairn_version: Some(facts.cairn_version.clone()),
+                cairn_version: Some(facts.builder.cairn_version.clone()),
             }),
             resolved_dependencies: deps,
         },
         run_details: RunDetails {
             builder: Builder {
-                id: facts.builder_id.clone(),
-                version: Some(BTreeMap::from([("cairn".to_string(), facts.cairn_version.clone())])),
+                id: facts.builder.id.clone(),
+                version: Some(BTreeMap::from([(
+                    "cairn".to_string(),
+                    facts.builder.cairn_version.clone(),
+                )])),
             },
         },
     };

@@ -220,7 +220,7 @@ pub fn document(facts: &BuildFacts) -> Bom {
             property("cairn:component:digest", c.locked.digest.to_string()),
             property("cairn:component:config", c.locked.config.to_string()),
         ];
-        if let Some(os) = &c.os_release {
+        if let Some(os) = &c.os.release {
             props.push(property(
                 "cairn:component:os",
                 os.pretty_name.clone().unwrap_or_else(|| os.id.clone()),
@@ -257,7 +257,7 @@ pub fn document(facts: &BuildFacts) -> Bom {
             timestamp: timestamp(facts.source_date),
             tools: Tools {
                 components: vec![Component {
-                    version: Some(facts.cairn_version.clone()),
+                    version: Some(facts.builder.cairn_version.clone()),
                     ..Component::new("application", None, "cairn")
                 }],
             },

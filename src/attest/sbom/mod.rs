@@ -57,8 +57,8 @@ impl<'a> Inventory<'a> {
                 }
             }
             let mut pkg_purls = BTreeSet::new();
-            for p in c.packages.iter().cloned().chain(packages::from_deb_labels(&c.labels)) {
-                let p_purl = purl::os_package(&p, c.os_release.as_ref());
+            for p in c.os.packages.iter().cloned().chain(packages::from_deb_labels(&c.labels)) {
+                let p_purl = purl::os_package(&p, c.os.release.as_ref());
                 match all_packages.get(&p_purl) {
                     Some(existing) if *existing <= p => {}
                     _ => {
