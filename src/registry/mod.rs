@@ -29,7 +29,6 @@
 //! `push` (OCI layout and attestations → registry), `referrers` (attached artifacts), and
 //! `progress`.
 
-
 use crate::digest::Digest;
 use crate::reference::ReferenceError;
 use crate::store::{FsError, StoreError};
