@@ -10,17 +10,26 @@ use crate::digest::{Digest, DigestError};
 
 /// Why a string is not an image reference.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ReferenceError {
-    #[error("image reference {0:?} is empty")]
-    Empty(String),
-    #[error(
-        "image reference {reference:?} has an invalid repository path {path:?} (lowercase letters, digits and . _ - / only)"
-    )]
-    Path { reference: String, path: String },
-    #[error("image reference {reference:?} has an invalid tag {tag:?}")]
-    Tag { reference: String, tag: String },
-    #[error("image reference {reference:?} has an invalid digest: {source}")]
-    Digest { reference: String, source: DigestError },
+#[error("image reference {reference:?} {kind}")]
+pub struct ReferenceError {
+    /// The string as given.
+    pub reference: String,
+    #[source]
+    pub kind: ReferenceErrorKind,
+}
+
+/// What is wrong with a [`ReferenceError`]'s string.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReferenceErrorKind {
+    #[error("is empty")]
+    Empty,
+    /// The `registry/repository` path.
+    #[error("has an invalid repository path {0:?} (lowercase letters, digits and . _ - / only)")]
+    Path(String),
+    #[error("has an invalid tag {0:?}")]
+    Tag(String),
+    #[error("has an invalid digest: {0}")]
+    Digest(#[source] DigestError),
 }
 
 /// A normalized image reference: registry, repository, and a tag, a digest, or both.
@@ -34,18 +43,15 @@ pub struct ImageRef {
 
 impl ImageRef {
     pub fn parse(input: &str) -> Result<ImageRef, ReferenceError> {
+        let error = |kind| ReferenceError { reference: input.to_string(), kind };
         let s = input.trim();
         if s.is_empty() {
-            return Err(ReferenceError::Empty(input.to_string()));
+            return Err(error(ReferenceErrorKind::Empty));
         }
         let (name_tag, digest) = match s.split_once('@') {
-            Some((n, d)) => (
-                n,
-                Some(Digest::parse(d).map_err(|source| ReferenceError::Digest {
-                    reference: input.to_string(),
-                    source,
-                })?),
-            ),
+            Some((n, d)) => {
+                (n, Some(Digest::parse(d).map_err(|e| error(ReferenceErrorKind::Digest(e)))?))
+            }
             None => (s, None),
         };
         // A tag follows the last ':' only if no '/' comes after it (else it is a port).
@@ -61,7 +67,7 @@ impl ImageRef {
                 && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
                 && !t.starts_with(['.', '-']);
             if !ok {
-                return Err(ReferenceError::Tag { reference: input.to_string(), tag: t.clone() });
+                return Err(error(ReferenceErrorKind::Tag(t.clone())));
             }
         }
         let (registry, repository) = match name.split_once('/') {
@@ -90,10 +96,7 @@ impl ImageRef {
                     && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             });
         if !path_ok || registry.is_empty() {
-            return Err(ReferenceError::Path {
-                reference: input.to_string(),
-                path: format!("{registry}/{repository}"),
-            });
+            return Err(error(ReferenceErrorKind::Path(format!("{registry}/{repository}"))));
         }
         let tag = match (tag, digest) {
             (None, None) => Some("latest".to_string()),

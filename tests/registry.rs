@@ -113,6 +113,24 @@ fn build_signed_hello(t: &TestDir) -> PathBuf {
     t.join("out/hello.oci")
 }
 
+/// The signed hello layout pushed to `REPO:1` on a fresh [`FakeRegistry`].
+struct Pushed {
+    fake: FakeRegistry,
+    layout: PathBuf,
+    /// `HOST/REPO:1`.
+    target: String,
+    /// What `cairn push` printed: `HOST/REPO:1@sha256:…`.
+    pinned: String,
+}
+
+fn push_hello_to_fake(t: &TestDir, repo: &str) -> Pushed {
+    let fake = FakeRegistry::start();
+    let layout = build_signed_hello(t);
+    let target = format!("{}/{repo}:1", fake.host());
+    let pinned = t.cairn().arg("push").arg(&layout).arg(&target).ok().stdout();
+    Pushed { fake, layout, target, pinned }
+}
+
 fn attestations_equal(out: &Path, fetched: &[PathBuf]) {
     let names: Vec<String> =
         fetched.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
@@ -385,10 +403,7 @@ fn tls_and_basic_auth_against_distribution() {
 #[test]
 fn referrers_api_retries_and_stalls_against_a_spec_server() {
     let t = TestDir::new("registry-api");
-    let fake = FakeRegistry::start();
-    let layout = build_signed_hello(&t);
-    let target = format!("{}/hello:1", fake.host());
-    let pinned = t.cairn().arg("push").arg(&layout).arg(&target).ok().stdout();
+    let Pushed { fake, layout, target, pinned } = push_hello_to_fake(&t, "hello");
     let digest = Digest::parse(pinned.trim().rsplit('@').next().unwrap()).unwrap();
     // The server indexes referrers itself: no tag-schema index was written.
     assert!(!fake.has_manifest(&format!("hello/sha256-{}", digest.hex())));
@@ -459,10 +474,7 @@ fn referrers_api_retries_and_stalls_against_a_spec_server() {
 #[test]
 fn an_interrupted_pull_leaves_a_valid_store_and_resumes() {
     let t = TestDir::new("registry-interrupted");
-    let fake = FakeRegistry::start();
-    let layout = build_signed_hello(&t);
-    let target = format!("{}/resume:1", fake.host());
-    t.cairn().arg("push").arg(&layout).arg(&target).ok();
+    let Pushed { fake, layout, target, .. } = push_hello_to_fake(&t, "resume");
     let manifest: serde_json::Value = {
         let index: serde_json::Value =
             serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();

@@ -10,7 +10,8 @@ use crate::lock::BuildInputs;
 use crate::spec::Role;
 
 use super::{
-    BuildFacts, Component, LayerFacts, PackageDb, SourceFile, Subject, component_packages,
+    BuildFacts, BuilderFacts, Component, LayerFacts, PackageDb, SourceFile, Subject,
+    component_packages,
 };
 
 /// What the caller knows about the build beyond the stage values.
@@ -36,7 +37,7 @@ pub fn build_facts(
         .enumerate()
         .map(|(i, pinned)| {
             let dbs = package_dbs.get(i).map(Vec::as_slice).unwrap_or(&[]);
-            let (packages, os_release) = component_packages(dbs);
+            let os = component_packages(dbs);
             let labels: BTreeMap<String, String> = pinned
                 .resolved
                 .config_json
@@ -48,12 +49,7 @@ pub fn build_facts(
             Component {
                 role: role_name(pinned.role).to_string(),
                 name: pinned.name.clone(),
-                reference: pinned.locked.reference.clone(),
-                digest: pinned.locked.digest,
-                repository: pinned.locked.repository.clone(),
-                index: pinned.locked.index,
-                manifest: pinned.locked.manifest,
-                config: pinned.locked.config,
+                locked: pinned.locked.clone(),
                 layers: pinned
                     .resolved
                     .layers
@@ -65,8 +61,7 @@ pub fn build_facts(
                     })
                     .collect(),
                 labels,
-                packages,
-                os_release,
+                os,
             }
         })
         .collect();
@@ -88,8 +83,10 @@ pub fn build_facts(
         spec_digest: ctx.spec_digest,
         formats: ctx.formats.clone(),
         source_date: inputs.source_date,
-        builder_id: ctx.builder_id.to_string(),
-        cairn_version: env!("CARGO_PKG_VERSION").to_string(),
+        builder: BuilderFacts {
+            id: ctx.builder_id.to_string(),
+            cairn_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
         components,
         files,
         subjects,

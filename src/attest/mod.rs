@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use crate::digest::Digest;
+use crate::lock::LockedImage;
 use crate::source_date::SourceDate;
 
 pub mod facts;
@@ -41,7 +42,7 @@ pub(crate) mod tests;
 pub use intoto::STATEMENT_TYPE;
 pub use json::{Document, to_json_bytes, to_json_line};
 pub use os_release::OsRelease;
-pub use packages::{OsPackage, PackageKind};
+pub use packages::{OsFacts, OsPackage, PackageKind};
 
 /// The SLSA `buildDefinition.buildType` of a cairn image build. Its external parameters are
 /// documented in `attestations/README.md`; a new major version of them gets a new URI.
@@ -76,15 +77,23 @@ pub struct BuildFacts {
     /// Output formats as given, e.g. `["tar", "kernel+initrd:gzip", "oci"]`.
     pub formats: Vec<String>,
     pub source_date: SourceDate,
-    /// SLSA `runDetails.builder.id` ([`DEFAULT_BUILDER_ID`] unless the user sets one).
-    pub builder_id: String,
-    pub cairn_version: String,
+    /// Who ran the build.
+    pub builder: BuilderFacts,
     /// Component images in spec order.
     pub components: Vec<Component>,
     /// Files from the spec's `files` section that were read from disk.
     pub files: Vec<SourceFile>,
     /// Every output file (for an OCI layout directory: `<name>.oci` with its manifest digest).
     pub subjects: Vec<Subject>,
+}
+
+/// Who ran a build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuilderFacts {
+    /// SLSA `runDetails.builder.id` ([`DEFAULT_BUILDER_ID`] unless the user sets one).
+    pub id: String,
+    /// The cairn version that built.
+    pub cairn_version: String,
 }
 
 /// One component image as pinned by the lock.
@@ -94,21 +103,16 @@ pub struct Component {
     pub role: String,
     /// The container name, or `kernel` / `init[0]`.
     pub name: String,
-    /// Normalized reference without digest, e.g. `docker.io/library/alpine:3.20`.
-    pub reference: String,
-    /// The pinned top digest (the index when there is one, else the manifest).
-    pub digest: Digest,
-    /// The registry repository (`host/path`) the lock took the image from, if any.
-    pub repository: Option<String>,
-    pub index: Option<Digest>,
-    pub manifest: Digest,
-    pub config: Digest,
+    /// The image as the lock pins it: its normalized reference (without digest), its top
+    /// digest (the index when there is one, else the manifest), index, manifest, config,
+    /// and the registry repository (`host/path`) it was taken from, if any.
+    pub locked: LockedImage,
+    /// The layer blobs, with the sizes and media types the lock does not record.
     pub layers: Vec<LayerFacts>,
     /// The image config's labels.
     pub labels: BTreeMap<String, String>,
-    /// OS packages found in the layers (see [`component_packages`]).
-    pub packages: Vec<OsPackage>,
-    pub os_release: Option<OsRelease>,
+    /// What the package databases in the layers say (see [`component_packages`]).
+    pub os: OsFacts,
 }
 
 /// One layer blob of a component.
@@ -155,7 +159,7 @@ pub fn is_package_db_path(path: &str) -> bool {
 /// Parses the package databases of one component. `etc/os-release` wins over
 /// `usr/lib/os-release` (as os-release(5) says); packages come out sorted and deduplicated.
 /// Unparseable entries are skipped: an SBOM lists what can be known, it does not fail a build.
-pub fn component_packages(dbs: &[PackageDb]) -> (Vec<OsPackage>, Option<OsRelease>) {
+pub fn component_packages(dbs: &[PackageDb]) -> OsFacts {
     let mut pkgs = Vec::new();
     let mut etc_os = None;
     let mut usr_os = None;
@@ -171,7 +175,7 @@ pub fn component_packages(dbs: &[PackageDb]) -> (Vec<OsPackage>, Option<OsReleas
     }
     pkgs.sort();
     pkgs.dedup();
-    (pkgs, etc_os.or(usr_os))
+    OsFacts { release: etc_os.or(usr_os), packages: pkgs }
 }
 
 /// The SBOM attestation: an in-toto Statement v1 over the same subjects as the provenance,

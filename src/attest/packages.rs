@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use super::os_release::OsRelease;
+
 /// Which package manager a package belongs to (and so which purl type it gets).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PackageKind {
@@ -29,6 +31,13 @@ pub struct OsPackage {
     pub maintainer: Option<String>,
     /// The licence as the package declares it (apk `L:`), unvalidated.
     pub license: Option<String>,
+}
+
+/// What a component's package databases say: its OS release and its installed packages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OsFacts {
+    pub release: Option<OsRelease>,
+    pub packages: Vec<OsPackage>,
 }
 
 /// The labels `store::import` puts on the image config of an imported `.deb`.

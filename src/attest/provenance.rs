@@ -40,9 +40,11 @@ pub use super::slsa::PREDICATE_TYPE;
 /// `oci://<registry>/<repository>@sha256:<hex>` for a blob of the component's repository:
 /// the registry repository the lock took it from, else the one its reference names.
 fn blob_uri(c: &Component, d: &Digest) -> String {
-    let repo = match &c.repository {
+    let repo = match &c.locked.repository {
         Some(r) => r.clone(),
-        None => ImageRef::parse(&c.reference).map(|r| r.name()).unwrap_or_else(|_| c.name.clone()),
+        None => ImageRef::parse(&c.locked.reference)
+            .map(|r| r.name())
+            .unwrap_or_else(|_| c.name.clone()),
     };
     format!("oci://{repo}@{d}")
 }
@@ -57,12 +59,12 @@ fn component_dependencies(c: &Component, out: &mut Vec<ResourceDescriptor>) {
     out.push(ResourceDescriptor {
         name: Some(id.clone()),
         // From a registry: where it can be fetched again; else the package URL.
-        uri: Some(match c.repository {
-            Some(_) => blob_uri(c, &c.digest),
-            None => purl::oci(&c.reference, &c.digest),
+        uri: Some(match c.locked.repository {
+            Some(_) => blob_uri(c, &c.locked.digest),
+            None => purl::oci(&c.locked.reference, &c.locked.digest),
         }),
-        digest: Some(digest_set(&c.digest)),
-        annotations: annotations([("role", &c.role), ("reference", &c.reference)]),
+        digest: Some(digest_set(&c.locked.digest)),
+        annotations: annotations([("role", &c.role), ("reference", &c.locked.reference)]),
         ..Default::default()
     });
     let blob = |part: String, d: &Digest| ResourceDescriptor {
@@ -71,11 +73,11 @@ fn component_dependencies(c: &Component, out: &mut Vec<ResourceDescriptor>) {
         digest: Some(digest_set(d)),
         ..Default::default()
     };
-    if let Some(index) = c.index.filter(|i| *i != c.digest) {
+    if let Some(index) = c.locked.index.filter(|i| *i != c.locked.digest) {
         out.push(blob("index".into(), &index));
     }
-    out.push(blob("manifest".into(), &c.manifest));
-    out.push(blob("config".into(), &c.config));
+    out.push(blob("manifest".into(), &c.locked.manifest));
+    out.push(blob("config".into(), &c.locked.config));
     for (i, layer) in c.layers.iter().enumerate() {
         out.push(ResourceDescriptor {
             media_type: Some(layer.media_type.clone()),
@@ -86,7 +88,7 @@ fn component_dependencies(c: &Component, out: &mut Vec<ResourceDescriptor>) {
     for p in packages::from_deb_labels(&c.labels) {
         out.push(ResourceDescriptor {
             name: Some(format!("{id}/deb/{}", p.name)),
-            uri: Some(purl::os_package(&p, c.os_release.as_ref())),
+            uri: Some(purl::os_package(&p, c.os.release.as_ref())),
             annotations: annotations([("component", &id)]),
             ..Default::default()
         });
@@ -120,18 +122,18 @@ pub fn provenance_statement(facts: &BuildFacts) -> Statement<Provenance> {
                 source_date_epoch: facts.source_date.secs().to_string(),
             }),
             internal_parameters: Some(InternalParameters {
-                cairn_version: Some(facts.cairn_version.clone()),
+                cairn_version: Some(facts.builder.cairn_version.clone()),
             }),
             resolved_dependencies: deps,
         },
         run_details: RunDetails {
             builder: Builder {
-                id: facts.builder_id.clone(),
-                version: Some(BTreeMap::from([("cairn".to_string(), facts.cairn_version.clone())])),
-                builder_dependencies: None,
+                id: facts.builder.id.clone(),
+                version: Some(BTreeMap::from([(
+                    "cairn".to_string(),
+                    facts.builder.cairn_version.clone(),
+                )])),
             },
-            metadata: None,
-            byproducts: None,
         },
     };
     Statement::new(subjects(facts), PREDICATE_TYPE, predicate)

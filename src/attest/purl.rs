@@ -124,11 +124,15 @@ mod tests {
 
     #[test]
     fn encoding_known_answers() {
-        assert_eq!(encode("1:2.3"), "1%3A2.3");
-        assert_eq!(encode("5.2.15-2+b7"), "5.2.15-2%2Bb7");
-        assert_eq!(encode("a b/c@d?e#f%"), "a%20b%2Fc%40d%3Fe%23f%25");
-        assert_eq!(encode("ok.-_~AZaz09"), "ok.-_~AZaz09");
-        assert_eq!(encode("é"), "%C3%A9");
+        for (raw, encoded) in [
+            ("1:2.3", "1%3A2.3"),
+            ("5.2.15-2+b7", "5.2.15-2%2Bb7"),
+            ("a b/c@d?e#f%", "a%20b%2Fc%40d%3Fe%23f%25"),
+            ("ok.-_~AZaz09", "ok.-_~AZaz09"),
+            ("é", "%C3%A9"),
+        ] {
+            assert_eq!(encode(raw), encoded, "{raw:?}");
+        }
     }
 
     fn os(id: &str, version_id: Option<&str>) -> OsRelease {

@@ -75,39 +75,19 @@ pub struct InternalParameters {
     pub cairn_version: Option<String>,
 }
 
-/// Who ran the build.
+/// Who ran the build. cairn writes no `metadata` (no invocation id, no wall-clock times) and
+/// no `byproducts`, and reads neither.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct RunDetails {
     pub builder: Builder,
-    /// cairn writes none (no invocation id, no wall-clock times).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<BuildMetadata>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub byproducts: Option<Vec<ResourceDescriptor>>,
 }
 
 /// The builder: its id (what a policy's `builders` allows) and versions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Builder {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub builder_dependencies: Option<Vec<ResourceDescriptor>>,
-}
-
-/// `runDetails.metadata`, read and never written by cairn.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BuildMetadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invocation_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_on: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_on: Option<String>,
 }
 
 impl Provenance {

@@ -50,11 +50,11 @@ Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2024a
 /// Alpine-based onboot container, a Debian-based service, and a service from a `.deb`.
 pub(crate) fn fixture() -> BuildFacts {
     let db = |path: &str, text: &str| PackageDb { path: path.into(), bytes: text.into() };
-    let (alpine_pkgs, alpine_os) = component_packages(&[
+    let alpine = component_packages(&[
         db("lib/apk/db/installed", ALPINE_APK),
         db("etc/os-release", ALPINE_OS),
     ]);
-    let (debian_pkgs, debian_os) = component_packages(&[
+    let debian = component_packages(&[
         db("var/lib/dpkg/status", DPKG_STATUS),
         db("usr/lib/os-release", DEBIAN_OS),
     ]);
@@ -74,28 +74,29 @@ Maintainer: Santiago Vila <sanvila@debian.org>\nDescription: example package\n",
     let component = |role: &str, name: &str, reference: &str, seed: &str| Component {
         role: role.into(),
         name: name.into(),
-        reference: reference.into(),
-        digest: d(&format!("{seed}/manifest")),
-        repository: None,
-        index: None,
-        manifest: d(&format!("{seed}/manifest")),
-        config: d(&format!("{seed}/config")),
+        locked: LockedImage {
+            reference: reference.into(),
+            digest: d(&format!("{seed}/manifest")),
+            index: None,
+            platform: "linux/amd64".into(),
+            manifest: d(&format!("{seed}/manifest")),
+            config: d(&format!("{seed}/config")),
+            layers: vec![d(&format!("{seed}/layer0"))],
+            repository: None,
+        },
         layers: vec![layer(&format!("{seed}/layer0"), 1000)],
         labels: BTreeMap::new(),
-        packages: Vec::new(),
-        os_release: None,
+        os: OsFacts::default(),
     };
     let kernel = component("kernel", "kernel", "docker.io/linuxkit/kernel:6.6.13", "kernel");
     let mut init = component("init", "init[0]", "docker.io/linuxkit/init:v1.0.0", "init");
-    init.index = Some(d("init/index"));
-    init.digest = d("init/index");
+    init.locked.index = Some(d("init/index"));
+    init.locked.digest = d("init/index");
     let mut dhcpcd = component("onboot", "dhcpcd", "docker.io/library/alpine:3.20", "alpine");
     dhcpcd.layers.push(layer("alpine/layer1", 2345));
-    dhcpcd.packages = alpine_pkgs;
-    dhcpcd.os_release = alpine_os;
+    dhcpcd.os = alpine;
     let mut getty = component("services", "getty", "gcr.io/distroless/base-debian12:latest", "deb");
-    getty.packages = debian_pkgs;
-    getty.os_release = debian_os;
+    getty.os = debian;
     // Shares a layer with dhcpcd.
     getty.layers.push(layer("alpine/layer1", 2345));
     let mut hello = component("services", "hello", "localhost/deb/hello:2.10-3", "hello");
@@ -106,8 +107,7 @@ Maintainer: Santiago Vila <sanvila@debian.org>\nDescription: example package\n",
         spec_digest: d("spec"),
         formats: vec!["kernel+initrd:gzip".into(), "tar".into(), "oci".into()],
         source_date: SourceDate::new(1_700_000_000).unwrap_or(SourceDate::ZERO),
-        builder_id: DEFAULT_BUILDER_ID.into(),
-        cairn_version: "0.1.0".into(),
+        builder: BuilderFacts { id: DEFAULT_BUILDER_ID.into(), cairn_version: "0.1.0".into() },
         components: vec![kernel, init, dhcpcd, getty, hello],
         files: vec![SourceFile { source: "files/motd".into(), digest: d("motd"), size: 12 }],
         subjects: vec![
@@ -133,8 +133,8 @@ fn hostile_fixture() -> BuildFacts {
         maintainer: Some("Bad (paren) <x>".into()),
         license: Some("MIT\nGPL (v2)".into()),
     };
-    f.components[2].packages.push(odd.clone());
-    f.components[2].packages.push(OsPackage { license: Some("((( ".into()), ..odd });
+    f.components[2].os.packages.push(odd.clone());
+    f.components[2].os.packages.push(OsPackage { license: Some("((( ".into()), ..odd });
     let mut twin = f.components[0].clone();
     twin.role = "services".into();
     twin.name = "a_b".into();
@@ -225,7 +225,7 @@ fn same_facts_same_bytes_and_order_of_components_does_not_matter() {
     b.components.reverse();
     b.subjects.reverse();
     for c in &mut b.components {
-        c.packages.reverse();
+        c.os.packages.reverse();
     }
     assert_eq!(outputs(&a), outputs(&fixture()));
     let (oa, ob) = (outputs(&a), outputs(&b));
@@ -290,7 +290,7 @@ fn package_db_paths() {
     assert!(!is_package_db_path("var/lib/dpkg/status.d/"));
     assert!(!is_package_db_path("var/lib/dpkg/status.d/a/b"));
     assert!(!is_package_db_path("/etc/os-release"));
-    let (pkgs, os) = component_packages(&[
+    let OsFacts { release: os, packages: pkgs } = component_packages(&[
         PackageDb { path: "usr/lib/os-release".into(), bytes: b"ID=debian\n".to_vec() },
         PackageDb { path: "etc/os-release".into(), bytes: b"ID=ubuntu\n".to_vec() },
         PackageDb {

@@ -44,6 +44,14 @@ pub struct Args {
     #[arg(value_name = "PREFIX")]
     pub prefix: PathBuf,
 
+    /// The QEMU binary. Default: qemu-system-x86_64 on PATH.
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+
+    /// CPU accelerator: kvm when usable (auto), kvm (falls back to tcg), or tcg.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     pub mem: u32,
@@ -56,21 +64,13 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub timeout: u64,
 
-    /// Attach a disk image as a virtio drive (raw; qcow2 for *.qcow2); repeat for more.
-    #[arg(long = "disk", value_name = "FILE")]
-    pub disks: Vec<PathBuf>,
-
     /// Extra kernel command-line arguments, added after the image's.
     #[arg(long, value_name = "ARGS")]
     pub append: Option<String>,
 
-    /// The QEMU binary. Default: qemu-system-x86_64 on PATH.
-    #[arg(long, value_name = "PATH")]
-    pub qemu: Option<PathBuf>,
-
-    /// CPU accelerator: kvm when usable (auto), kvm (falls back to tcg), or tcg.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    /// Attach a disk image as a virtio drive (raw; qcow2 for *.qcow2); repeat for more.
+    #[arg(long = "disk", value_name = "FILE")]
+    pub disks: Vec<PathBuf>,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -94,11 +94,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = RunPlan {
         qemu,
-        kernel: outputs.kernel,
-        initrd: outputs.initrd,
+        outputs,
         cmdline,
         append: args.append,
-        payload: outputs.payload,
         disks: args.disks,
         mem_mib: args.mem,
         cpus: args.cpus,

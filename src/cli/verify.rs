@@ -70,7 +70,7 @@ pub struct Args {
     pub bundles: Vec<PathBuf>,
 
     /// Extra DSSE envelopes (.intoto.jsonl), e.g. from independent rebuilders; repeatable.
-    #[arg(long = "attestations", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub attestations: Vec<PathBuf>,
 
     /// Directory of upstream component signatures for the policy's `upstream:` rules: one
@@ -79,8 +79,8 @@ pub struct Args {
     pub upstream_bundles: Option<PathBuf>,
 
     /// Verification time (RFC 3339) for key validity windows. Default: now.
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = Timestamp::parse)]
+    pub at: Option<Timestamp>,
 
     /// Print the report as JSON.
     #[arg(long)]
@@ -149,8 +149,8 @@ fn fetch_remote(
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let at = match &args.at {
-        Some(s) => Timestamp::parse(s).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
+    let at = match args.at {
+        Some(at) => at,
         None => {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -29,11 +29,9 @@
 //! `push` (OCI layout and attestations → registry), `referrers` (attached artifacts), and
 //! `progress`.
 
-use std::path::PathBuf;
-
 use crate::digest::Digest;
 use crate::reference::ReferenceError;
-use crate::store::StoreError;
+use crate::store::{FsError, StoreError};
 
 mod auth;
 mod client;
@@ -89,13 +87,9 @@ pub enum RegistryError {
     Config { what: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file system failed (writing fetched files).
+    #[error(transparent)]
+    Io(#[from] FsError),
 }
 
 impl RegistryError {
@@ -108,7 +102,7 @@ impl RegistryError {
         path: &std::path::Path,
     ) -> impl FnOnce(std::io::Error) -> RegistryError {
         let path = path.to_path_buf();
-        move |source| RegistryError::Io { action, path, source }
+        move |source| RegistryError::Io(FsError { action, path, source })
     }
 
     /// Whether this is a failed authentication (the CLI says so distinctly).

@@ -142,24 +142,24 @@ impl Accel {
     }
 }
 
-/// Everything that decides the QEMU command line. Building it touches no files.
+/// Everything that decides the QEMU command line, in the order [`RunPlan::argv`] uses it.
+/// Building it touches no files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunPlan {
     pub qemu: PathBuf,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// The image's own kernel command line (`NAME-cmdline`).
+    /// A resolved accelerator: [`Accel::Auto`] is treated as [`Accel::Tcg`].
+    pub accel: Accel,
+    pub mem_mib: u32,
+    pub cpus: u32,
+    /// The kernel and initrd to boot, and the verified-boot payload disk, which is
+    /// attached first (`/dev/vda`), read-only.
+    pub outputs: Outputs,
+    /// The image's own kernel command line (the contents of `NAME-cmdline`).
     pub cmdline: String,
     /// Extra kernel arguments from `--append`, added last so they win.
     pub append: Option<String>,
-    /// The verified-boot payload disk: attached first (`/dev/vda`), read-only.
-    pub payload: Option<PathBuf>,
     /// Further disks from `--disk`, in order after the payload (`/dev/vdb`, …).
     pub disks: Vec<PathBuf>,
-    pub mem_mib: u32,
-    pub cpus: u32,
-    /// A resolved accelerator: [`Accel::Auto`] is treated as [`Accel::Tcg`].
-    pub accel: Accel,
 }
 
 impl RunPlan {
@@ -191,10 +191,10 @@ impl RunPlan {
         }
         push(&["-m", &self.mem_mib.to_string(), "-smp", &self.cpus.to_string()]);
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-        v.extend(["-kernel".into(), self.kernel.clone().into_os_string()]);
-        v.extend(["-initrd".into(), self.initrd.clone().into_os_string()]);
+        v.extend(["-kernel".into(), self.outputs.kernel.clone().into_os_string()]);
+        v.extend(["-initrd".into(), self.outputs.initrd.clone().into_os_string()]);
         v.extend(["-append".into(), self.kernel_cmdline().into()]);
-        if let Some(payload) = &self.payload {
+        if let Some(payload) = &self.outputs.payload {
             v.push("-drive".into());
             v.push(drive(payload, "readonly=on"));
         }
@@ -330,11 +330,14 @@ mod tests {
     fn plan() -> RunPlan {
         RunPlan {
             qemu: "/usr/bin/qemu-system-x86_64".into(),
-            kernel: "out/img-kernel".into(),
-            initrd: "out/img-initrd.img".into(),
+            outputs: Outputs {
+                kernel: "out/img-kernel".into(),
+                initrd: "out/img-initrd.img".into(),
+                cmdline: "out/img-cmdline".into(),
+                payload: None,
+            },
             cmdline: "console=ttyS0 quiet".into(),
             append: None,
-            payload: None,
             disks: vec![],
             mem_mib: 512,
             cpus: 1,
@@ -374,13 +377,14 @@ mod tests {
 
     #[test]
     fn payload_first_and_read_only_then_disks() {
+        let base = plan();
         let p = RunPlan {
-            payload: Some("out/img-payload.img".into()),
+            outputs: Outputs { payload: Some("out/img-payload.img".into()), ..base.outputs },
             disks: vec!["data,1.img".into(), "scratch.qcow2".into()],
             mem_mib: 1024,
             cpus: 2,
             accel: Accel::Kvm,
-            ..plan()
+            ..base
         };
         let argv = strings(&p.argv());
         let drives: Vec<&str> =

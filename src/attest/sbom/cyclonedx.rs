@@ -60,17 +60,18 @@ pub struct Tools {
 
 /// A component (the image, an output file, a component image, a layer, a package, a tool).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Component {
     #[serde(rename = "type")]
     pub type_: String,
-    #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bom_ref: Option<String>,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purl: Option<String>,
-    #[serde(rename = "mime-type", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashes: Vec<Hash>,
@@ -215,11 +216,11 @@ pub fn document(facts: &BuildFacts) -> Bom {
         let bom_ref = format!("component:{}/{}", c.role, c.name);
         let mut props = vec![
             property("cairn:component:role", c.role.clone()),
-            property("cairn:component:reference", c.reference.clone()),
-            property("cairn:component:digest", c.digest.to_string()),
-            property("cairn:component:config", c.config.to_string()),
+            property("cairn:component:reference", c.locked.reference.clone()),
+            property("cairn:component:digest", c.locked.digest.to_string()),
+            property("cairn:component:config", c.locked.config.to_string()),
         ];
-        if let Some(os) = &c.os_release {
+        if let Some(os) = &c.os.release {
             props.push(property(
                 "cairn:component:os",
                 os.pretty_name.clone().unwrap_or_else(|| os.id.clone()),
@@ -228,7 +229,7 @@ pub fn document(facts: &BuildFacts) -> Bom {
         components.push(Component {
             version: Some(component_version(c)),
             purl: Some(entry.purl.clone()),
-            hashes: hashes(&c.manifest),
+            hashes: hashes(&c.locked.manifest),
             properties: props,
             ..Component::new("container", Some(bom_ref.clone()), &c.name)
         });
@@ -256,7 +257,7 @@ pub fn document(facts: &BuildFacts) -> Bom {
             timestamp: timestamp(facts.source_date),
             tools: Tools {
                 components: vec![Component {
-                    version: Some(facts.cairn_version.clone()),
+                    version: Some(facts.builder.cairn_version.clone()),
                     ..Component::new("application", None, "cairn")
                 }],
             },

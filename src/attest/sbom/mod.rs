@@ -38,11 +38,11 @@ impl<'a> Inventory<'a> {
     pub fn new(facts: &'a BuildFacts) -> Inventory<'a> {
         let mut sorted: Vec<&Component> = facts.components.iter().collect();
         sorted.sort_by(|a, b| {
-            (&a.name, &a.role, &a.digest, &a.reference).cmp(&(
+            (&a.name, &a.role, &a.locked.digest, &a.locked.reference).cmp(&(
                 &b.name,
                 &b.role,
-                &b.digest,
-                &b.reference,
+                &b.locked.digest,
+                &b.locked.reference,
             ))
         });
         let mut layers = BTreeMap::new();
@@ -57,8 +57,8 @@ impl<'a> Inventory<'a> {
                 }
             }
             let mut pkg_purls = BTreeSet::new();
-            for p in c.packages.iter().cloned().chain(packages::from_deb_labels(&c.labels)) {
-                let p_purl = purl::os_package(&p, c.os_release.as_ref());
+            for p in c.os.packages.iter().cloned().chain(packages::from_deb_labels(&c.labels)) {
+                let p_purl = purl::os_package(&p, c.os.release.as_ref());
                 match all_packages.get(&p_purl) {
                     Some(existing) if *existing <= p => {}
                     _ => {
@@ -69,7 +69,7 @@ impl<'a> Inventory<'a> {
             }
             components.push(ComponentEntry {
                 component: c,
-                purl: purl::oci(&c.reference, &c.digest),
+                purl: purl::oci(&c.locked.reference, &c.locked.digest),
                 layers: layer_digests,
                 packages: pkg_purls,
             });
@@ -80,10 +80,10 @@ impl<'a> Inventory<'a> {
 
 /// The tag of a component reference, else its digest: what an SBOM calls its version.
 pub(crate) fn component_version(c: &Component) -> String {
-    crate::reference::ImageRef::parse(&c.reference)
+    crate::reference::ImageRef::parse(&c.locked.reference)
         .ok()
         .and_then(|r| r.tag().map(str::to_string))
-        .unwrap_or_else(|| c.digest.to_string())
+        .unwrap_or_else(|| c.locked.digest.to_string())
 }
 
 /// Hands out unique ids: a taken base gets `-2`, `-3`, … in allocation order.

@@ -275,13 +275,13 @@ pub fn document(facts: &BuildFacts) -> Document {
         let id = ids.alloc(sanitize_id(&format!("SPDXRef-Component-{}-{}", c.role, c.name)));
         let mut m = package(&id, &c.name, "CONTAINER");
         m.version_info = Some(component_version(c));
-        m.checksums = sha256(&c.manifest);
+        m.checksums = sha256(&c.locked.manifest);
         m.external_refs = purl_ref(&entry.purl);
         let mut comment = format!(
             "{} component {}, image {} at {}, manifest {}, config {}",
-            c.role, c.name, c.reference, c.digest, c.manifest, c.config
+            c.role, c.name, c.locked.reference, c.locked.digest, c.locked.manifest, c.locked.config
         );
-        if let Some(os) = &c.os_release {
+        if let Some(os) = &c.os.release {
             comment.push_str(&format!(
                 ", OS {}",
                 os.pretty_name.clone().unwrap_or_else(|| os.id.clone())
@@ -314,7 +314,7 @@ pub fn document(facts: &BuildFacts) -> Document {
         document_namespace: None,
         creation_info: CreationInfo {
             created: timestamp(facts.source_date),
-            creators: vec![format!("Tool: cairn-{}", facts.cairn_version)],
+            creators: vec![format!("Tool: cairn-{}", facts.builder.cairn_version)],
         },
         packages,
         relationships: rels,

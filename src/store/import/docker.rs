@@ -22,7 +22,6 @@ impl Cx<'_> {
         &self,
         staging: Staging,
         tar_path: &Path,
-        name: Option<&ImageRef>,
     ) -> Result<Vec<Imported>, ImportError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
@@ -101,7 +100,7 @@ impl Cx<'_> {
             let (mdg, msize) = self.stage_manifest(&staging, config_desc, layers)?;
             keep.insert(mdg);
             let desc = make_descriptor(MT_OCI_MANIFEST, &mdg, msize).map_err(self.st())?;
-            let names: Vec<ImageRef> = match (name, &e.repo_tags) {
+            let names: Vec<ImageRef> = match (self.name, &e.repo_tags) {
                 (Some(n), _) if entries.len() == 1 => vec![n.without_digest()],
                 (_, Some(tags)) if !tags.is_empty() => tags
                     .iter()

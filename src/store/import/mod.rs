@@ -153,14 +153,14 @@ pub fn import(
     name: Option<&ImageRef>,
     opts: &ImportOptions,
 ) -> Result<Vec<Imported>, ImportError> {
-    let cx = Cx { store, input: source, opts };
+    let cx = Cx { store, input: source, name, opts };
     let meta = fs::metadata(source).map_err(cx.read_input("read"))?;
     let staging = Staging::new(store).map_err(cx.st())?;
     if meta.is_dir() {
         if source.join("oci-layout").exists() {
-            return cx.oci_layout_dir(staging, name);
+            return cx.oci_layout_dir(staging);
         }
-        return cx.rootfs_dir(staging, name);
+        return cx.rootfs_dir(staging);
     }
     if !meta.is_file() {
         return Err(cx.bad("not a regular file or directory"));
@@ -172,7 +172,7 @@ pub fn import(
         .read_to_end(&mut magic)
         .map_err(cx.read_input("read"))?;
     if magic.starts_with(b"!<arch>\n") {
-        return cx.deb(staging, name);
+        return cx.deb(staging);
     }
     // Decompress into the staging area when compressed: the tar is then read from there (and,
     // for a root filesystem, is already the layer blob).
@@ -190,9 +190,9 @@ pub fn import(
         }
     };
     match cx.classify_tar(&tar_path)? {
-        TarKind::OciArchive => cx.oci_archive(staging, &tar_path, name),
-        TarKind::DockerSave => cx.docker_save(staging, &tar_path, name),
-        TarKind::Rootfs => cx.rootfs_tar(staging, &tar_path, staged_layer, name),
+        TarKind::OciArchive => cx.oci_archive(staging, &tar_path),
+        TarKind::DockerSave => cx.docker_save(staging, &tar_path),
+        TarKind::Rootfs => cx.rootfs_tar(staging, &tar_path, staged_layer),
     }
 }
 
@@ -238,6 +238,8 @@ enum TarKind {
 struct Cx<'a> {
     store: &'a Store,
     input: &'a Path,
+    /// The name given to the import (`--name`), if any.
+    name: Option<&'a ImageRef>,
     opts: &'a ImportOptions,
 }
 

@@ -14,11 +14,7 @@ use crate::reference::ImageRef;
 use crate::store::{MAX_JSON_BLOB, Staging, Walk, walk};
 
 impl Cx<'_> {
-    pub(super) fn oci_layout_dir(
-        &self,
-        staging: Staging,
-        name: Option<&ImageRef>,
-    ) -> Result<Vec<Imported>, ImportError> {
+    pub(super) fn oci_layout_dir(&self, staging: Staging) -> Result<Vec<Imported>, ImportError> {
         let read_small = |file: &str| -> Result<Vec<u8>, ImportError> {
             let path = self.input.join(file);
             let mut bytes = Vec::new();
@@ -67,14 +63,13 @@ impl Cx<'_> {
         if let Some(e) = copy_errors.into_iter().next() {
             return Err(self.bad(e));
         }
-        self.finish_oci(staging, &index, w, name)
+        self.finish_oci(staging, &index, w)
     }
 
     pub(super) fn oci_archive(
         &self,
         staging: Staging,
         tar_path: &Path,
-        name: Option<&ImageRef>,
     ) -> Result<Vec<Imported>, ImportError> {
         let m = self.stage_archive(&staging, tar_path)?;
         for (path, (d, _)) in &m.files {
@@ -96,7 +91,7 @@ impl Cx<'_> {
         };
         let index = self.parse_layout(&small("oci-layout")?, &small("index.json")?)?;
         let w = walk(index.manifests(), |d| staging.size(d), |d| staging.read(d, MAX_JSON_BLOB));
-        self.finish_oci(staging, &index, w, name)
+        self.finish_oci(staging, &index, w)
     }
 
     fn parse_layout(&self, layout: &[u8], index: &[u8]) -> Result<ImageIndex, ImportError> {
@@ -116,7 +111,6 @@ impl Cx<'_> {
         staging: Staging,
         index: &ImageIndex,
         w: Walk,
-        name: Option<&ImageRef>,
     ) -> Result<Vec<Imported>, ImportError> {
         let mut problems: Vec<String> = w
             .missing
@@ -143,7 +137,7 @@ impl Cx<'_> {
                         _ => r,
                     },
                 );
-            let image_name = match (name, ref_name) {
+            let image_name = match (self.name, ref_name) {
                 (Some(n), _) if tops.len() == 1 => n.without_digest(),
                 (_, Some(r)) if r.contains('/') || r.contains(':') => ImageRef::parse(r)
                     .map_err(|e| self.bad(format!("index.json names an image {r:?}: {e}")))?,

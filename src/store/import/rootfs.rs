@@ -45,14 +45,18 @@ impl Cx<'_> {
         self.tag_all(&lock, vec![(name.without_digest(), desc)])
     }
 
+    /// The `--name` a root filesystem import cannot do without.
+    fn rootfs_name(&self) -> Result<ImageRef, ImportError> {
+        self.name.cloned().ok_or_else(|| self.need_name("a rootfs import needs --name"))
+    }
+
     pub(super) fn rootfs_tar(
         &self,
         staging: Staging,
         tar_path: &Path,
         staged: Option<Digest>,
-        name: Option<&ImageRef>,
     ) -> Result<Vec<Imported>, ImportError> {
-        let name = name.ok_or_else(|| self.need_name("a rootfs import needs --name"))?;
+        let name = self.rootfs_name()?;
         let file = File::open(tar_path).map_err(io_err("open", tar_path))?;
         validate_tar(file).map_err(|e| self.bad(format!("not a valid tar archive: {e}")))?;
         let layer = match staged {
@@ -65,15 +69,11 @@ impl Cx<'_> {
             }
         };
         let arch = (self.opts.architecture.clone(), None);
-        self.single_layer_image(staging, layer, arch, BTreeMap::new(), name.clone())
+        self.single_layer_image(staging, layer, arch, BTreeMap::new(), name)
     }
 
-    pub(super) fn rootfs_dir(
-        &self,
-        staging: Staging,
-        name: Option<&ImageRef>,
-    ) -> Result<Vec<Imported>, ImportError> {
-        let name = name.ok_or_else(|| self.need_name("a rootfs import needs --name"))?;
+    pub(super) fn rootfs_dir(&self, staging: Staging) -> Result<Vec<Imported>, ImportError> {
+        let name = self.rootfs_name()?;
         let w = staging.writer().map_err(self.st())?;
         let mut builder = tar::Builder::new(w);
         let mut budget = self.opts.max_blob_size;
@@ -81,7 +81,7 @@ impl Cx<'_> {
         let w = builder.into_inner().map_err(self.read_input("write the layer for"))?;
         let layer = w.finish(None, "rootfs layer").map_err(self.st())?;
         let arch = (self.opts.architecture.clone(), None);
-        self.single_layer_image(staging, layer, arch, BTreeMap::new(), name.clone())
+        self.single_layer_image(staging, layer, arch, BTreeMap::new(), name)
     }
 
     /// Appends the children of `dir` (at `rel` inside the layer), sorted, depth first.
@@ -148,11 +148,7 @@ impl Cx<'_> {
         Ok(())
     }
 
-    pub(super) fn deb(
-        &self,
-        staging: Staging,
-        name: Option<&ImageRef>,
-    ) -> Result<Vec<Imported>, ImportError> {
+    pub(super) fn deb(&self, staging: Staging) -> Result<Vec<Imported>, ImportError> {
         let f = File::open(self.input).map_err(self.read_input("open"))?;
         let mut w = staging.writer().map_err(self.st())?;
         let control = deb::extract(f, &mut w, self.opts.max_blob_size)
@@ -164,7 +160,7 @@ impl Cx<'_> {
             .ok_or_else(|| {
                 self.bad(format!("unknown Debian architecture {:?}", control.architecture))
             })?;
-        let name = match name {
+        let name = match self.name {
             Some(n) => n.clone(),
             None => {
                 let n = deb::default_name(&control);
