@@ -170,9 +170,7 @@ fn lock_and_recover(out: &Path) -> Result<Flock<File>, PublishError> {
         .filter(|p| is_dead_temp(p, &[STAGING_KIND]) && p.is_dir())
         .collect();
     // Oldest commit first, so a later set wins over an earlier one.
-    dead.sort_by_key(|p| {
-        std::fs::metadata(p.join(COMMIT_MARK)).and_then(|m| m.modified()).ok()
-    });
+    dead.sort_by_key(|p| std::fs::metadata(p.join(COMMIT_MARK)).and_then(|m| m.modified()).ok());
     for staging in dead {
         if let Ok(mark) = std::fs::read_to_string(staging.join(COMMIT_MARK)) {
             let names: Vec<&str> = mark.lines().filter(|n| !n.is_empty()).collect();
