@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Cairn, TestDir, hash_tree, repo};
+use crate::util::{Cairn, TestDir, Tool, hash_tree, list_tree, repo};
 
 /// Kills per test when `CAIRN_CRASH_ROUNDS` is not set: small enough for every test of this
 /// module to finish within seconds.
@@ -458,4 +458,47 @@ fn build_and_gc_killed_beside_a_concurrent_gc() {
     // Nothing a build needs was collected: an uninterrupted build still works.
     build_variant(&t, 1, &out).ok();
     assert_eq!(visible(&out), refs[1]);
+}
+
+/// Unmounts a test's file system when dropped (before its directory is removed).
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_output_file_system_is_refused_before_writing() {
+    const TEST: &str = "a_full_output_file_system_is_refused_before_writing";
+    const TMPFS: Tool =
+        Tool { name: "a mountable tmpfs", install: "run the tests as root", switch: None };
+    let mut c = Crash::new(TEST);
+    let t = TestDir::new("crash-space");
+    spec_setup(&mut c, &t, 2 << 20);
+    let out = t.mkdir("small");
+    let mut mount = std::process::Command::new("mount");
+    mount.args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&out);
+    if !TMPFS.works(TEST, &mut mount) {
+        return;
+    }
+    let _mounted = Mount(out.clone());
+    let build = t
+        .cairn()
+        .arg("build")
+        .arg(t.join("spec/spec.yml"))
+        .args(["--locked", "-f", "tar", "-o"])
+        .arg(&out);
+    let failed = build.fails_with(&["not enough space in output directory", "are available"]);
+    failed.stderr_has(&[&out.display().to_string()]);
+    assert!(list_tree(&out).is_empty(), "{:?}", list_tree(&out));
+    // What fits is written.
+    t.cairn()
+        .arg("build")
+        .arg(repo().join("examples/hello.yml"))
+        .args(["--locked", "-f", "tar", "-o"])
+        .arg(&out)
+        .ok();
+    assert_eq!(list_tree(&out), ["hello.cdx.json", "hello.provenance.json", "hello.spdx.json", "hello.tar"]);
 }
