@@ -1,13 +1,14 @@
-//! SIGKILL at random moments: `import`, `lock`, `build`, `sign` and `store gc` are killed
-//! after a random delay in [0, T] (T the time an uninterrupted run takes; half the kills
-//! near T, where outputs are put in place), over and over (imports beside a concurrent
+//! SIGKILL at random moments: `import`, `lock`, `build`, `sign`, `keygen` and `store gc`
+//! are killed after a random delay in [0, T] (T the time an uninterrupted run takes; half
+//! the kills near T, where outputs are put in place), over and over (imports beside a concurrent
 //! `gc`, builds and `gc` beside concurrent imports and `gc`). After every kill:
 //! - `store fsck` exits 0: every listed image is complete; what a killed process left is
 //!   reported as `leftover` and removed by the next `gc`;
 //! - the output directory holds the complete previous set of outputs or the complete new
 //!   one (compared with reference builds), or a committed interrupted publish that the next
 //!   command finishes into the new one; never a partial file under an output's name;
-//! - a lock file, signature envelope or bundle is absent or byte-identical to a reference.
+//! - a lock file, signature envelope or bundle is absent or byte-identical to a reference;
+//!   a private or public key written by `keygen` is absent or complete.
 //!
 //! The delays come from a seeded generator: `CAIRN_CRASH_SEED=N` replays a run's delays (the
 //! seed is printed on failure; timing still varies from machine to machine) and
@@ -523,4 +524,34 @@ fn a_full_output_file_system_is_refused_before_writing() {
     // What fits is written.
     hello_build(&t, &out).ok();
     assert!(out.join("hello.tar").is_file(), "{:?}", list_tree(&out));
+}
+
+#[test]
+fn keygen_killed_at_random() {
+    let mut c = Crash::new("keygen_killed_at_random");
+    let t = TestDir::new("crash-keygen");
+    let keys = t.mkdir("keys");
+    let keygen = |n: u64| t.cairn().args(["keygen", "--out"]).arg(keys.join(format!("k{n}")));
+    let max = time_of(&keygen(c.rounds));
+    for round in 0..c.rounds {
+        if let Some(code) = c.run_killed(&keygen(round), max) {
+            assert_eq!(code, 0, "round {round}: keygen failed without being killed");
+        }
+        for (suffix, end) in
+            [(".key", "-----END PRIVATE KEY-----\n"), (".pub", "-----END PUBLIC KEY-----\n")]
+        {
+            let path = keys.join(format!("k{round}{suffix}"));
+            if let Ok(text) = fs::read_to_string(&path) {
+                assert!(
+                    text.ends_with(end),
+                    "round {round}: {} is partial:\n{text}",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The next key written removes the temporary files of killed runs.
+    keygen(c.rounds + 1).ok();
+    let left: Vec<String> = list_tree(&keys).into_iter().filter(|n| n.starts_with('.')).collect();
+    assert!(left.is_empty(), "{left:?}");
 }
