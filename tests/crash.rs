@@ -526,6 +526,8 @@ fn a_full_output_file_system_is_refused_before_writing() {
     assert!(out.join("hello.tar").is_file(), "{:?}", list_tree(&out));
 }
 
+/// Found an empty `.pub` beside a complete `.key` when keygen created both files before
+/// writing them (seed 1796408233539612397, round 2).
 #[test]
 fn keygen_killed_at_random() {
     let mut c = Crash::new("keygen_killed_at_random");
