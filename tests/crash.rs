@@ -62,6 +62,9 @@ struct Crash {
     seed: u64,
     rounds: u64,
     rng: Rng,
+    /// Runs killed, and runs that finished first.
+    killed: u64,
+    finished: u64,
 }
 
 impl Crash {
@@ -78,7 +81,7 @@ impl Crash {
             Err(_) => DEFAULT_ROUNDS,
         };
         // xorshift must not start at 0.
-        Crash { test, seed, rounds, rng: Rng(seed | 1) }
+        Crash { test, seed, rounds, rng: Rng(seed | 1), killed: 0, finished: 0 }
     }
 
     /// Runs `cmd`, killing it with SIGKILL after a random delay in [0, `max`]. Returns the
@@ -95,14 +98,24 @@ impl Crash {
         let _ = child.kill();
         let status = child.wait().expect("waiting for cairn");
         match status.signal() {
-            Some(9) => None,
-            _ => status.code(),
+            Some(9) => {
+                self.killed += 1;
+                None
+            }
+            _ => {
+                self.finished += 1;
+                status.code()
+            }
         }
     }
 }
 
 impl Drop for Crash {
     fn drop(&mut self) {
+        eprintln!(
+            "{}: seed {}, {} runs killed, {} finished first",
+            self.test, self.seed, self.killed, self.finished
+        );
         if thread::panicking() {
             eprintln!(
                 "{}: replay with CAIRN_CRASH_SEED={} CAIRN_CRASH_ROUNDS={}",
@@ -126,16 +139,31 @@ fn fsck_clean(t: &TestDir) -> Vec<String> {
     out.lines().filter_map(|l| l.strip_prefix("leftover\t")).map(str::to_string).collect()
 }
 
-/// After every kill: the store is sound, and a `gc` removes every leftover fsck reported.
+/// After every kill, with no writer of the store running: the store is sound, fsck reports
+/// everything left in its temporary directory as a leftover (all its writers are dead), and
+/// with `collect` a `gc` removes all of it.
 fn check_store(t: &TestDir, collect: bool) {
+    let tmp = t.store().join(".tmp");
+    let in_tmp = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&tmp)
+            .map_or(Vec::new(), |d| d.flatten().map(|e| e.path().display().to_string()).collect());
+        v.sort();
+        v
+    };
+    let before = in_tmp();
     let leftovers = fsck_clean(t);
+    if !leftovers.is_empty() {
+        eprintln!("fsck reported {} leftovers of killed processes", leftovers.len());
+    }
+    // (A concurrent gc may remove some meanwhile.)
+    for p in before.iter().filter(|p| Path::new(p).exists()) {
+        assert!(leftovers.contains(p), "fsck does not report {p} as a leftover: {leftovers:?}");
+    }
     if collect {
         t.cairn().args(["store", "gc"]).ok();
         let after = fsck_clean(t);
         assert!(after.is_empty(), "gc left {after:?} (fsck reported {leftovers:?})");
-        let tmp = t.store().join(".tmp");
-        let left: Vec<_> = fs::read_dir(&tmp).map_or(Vec::new(), |d| d.flatten().collect());
-        assert!(left.is_empty(), "gc left entries in {}: {left:?}", tmp.display());
+        assert_eq!(in_tmp(), Vec::<String>::new(), "gc left entries in {}", tmp.display());
     }
 }
 
@@ -215,22 +243,25 @@ fn import_killed_at_random() {
     };
     let max = time_of(&import(2, "x.example/timed:1"));
     let mut done = vec!["x.example/timed:1".to_string()];
-    beside_gc(&t, || {
-        for round in 0..c.rounds {
-            let name = format!("x.example/k:{round}");
-            let i = c.rng.next() as usize;
-            match c.run_killed(&import(i, &name), max) {
-                Some(0) => done.push(name),
-                Some(code) => panic!("round {round}: import exited {code} without being killed"),
-                None => {}
-            }
-            check_store(&t, round % 4 == 3);
-            let names = listed(&t);
-            for n in &done {
-                assert!(names.contains(n), "round {round}: {n} was lost: {names:?}");
-            }
+    let rounds = c.rounds;
+    let mut round = |round: u64| {
+        let name = format!("x.example/k:{round}");
+        let i = c.rng.next() as usize;
+        match c.run_killed(&import(i, &name), max) {
+            Some(0) => done.push(name),
+            Some(code) => panic!("round {round}: import exited {code} without being killed"),
+            None => {}
         }
-    });
+        check_store(&t, round % 4 == 3);
+        let names = listed(&t);
+        for n in &done {
+            assert!(names.contains(n), "round {round}: {n} was lost: {names:?}");
+        }
+    };
+    // Half the rounds beside a gc that collects what killed imports leave while the next
+    // ones run; half without, so that fsck sees those leftovers.
+    beside_gc(&t, || (0..rounds / 2).for_each(&mut round));
+    (rounds / 2..rounds).for_each(round);
     check_store(&t, true);
 }
 
