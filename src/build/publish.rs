@@ -121,9 +121,10 @@ fn publish_names(staging: &Path, out: &Path, names: &[&str]) -> Result<(), Publi
     mark.push('\n');
     crate::atomic::write_atomic(&staging.join(COMMIT_MARK), mark.as_bytes())
         .map_err(staging_err)?;
-    crate::atomic::sync_dir(staging).map_err(staging_err)?;
     move_into_place(staging, out, names)?;
-    crate::atomic::sync_dir(out).map_err(staging_err)
+    // Best effort, as not every file system can sync a directory: the renames are done.
+    let _ = crate::atomic::sync_dir(out);
+    Ok(())
 }
 
 /// Renames each of `names` still in `staging` to `out`; names already moved are skipped, so
@@ -150,16 +151,18 @@ fn move_into_place(staging: &Path, out: &Path, names: &[&str]) -> Result<(), Pub
     Ok(())
 }
 
-/// Takes the output directory's lock, then finishes the committed publishes of dead builds
-/// and removes their other staging directories. Finishing is best effort: what cannot be
-/// moved stays in the staging directory for the next attempt.
-fn lock_and_recover(out: &Path) -> Result<Flock<File>, PublishError> {
+/// Takes the output directory's lock (none on a file system without locks), then finishes
+/// the committed publishes of dead builds and removes their other staging directories.
+/// Finishing is best effort: what cannot be moved stays in the staging directory for the
+/// next attempt.
+fn lock_and_recover(out: &Path) -> Result<Option<Flock<File>>, PublishError> {
     let staging_err = |source| PublishError::Staging { dir: out.to_path_buf(), source };
     let mut dir = File::open(out).map_err(staging_err)?;
     let lock = loop {
         match Flock::lock(dir, FlockArg::LockExclusive) {
-            Ok(lock) => break lock,
+            Ok(lock) => break Some(lock),
             Err((d, Errno::EINTR)) => dir = d,
+            Err((_, Errno::ENOLCK | Errno::EOPNOTSUPP)) => break None,
             Err((_, e)) => return Err(staging_err(e.into())),
         }
     };
