@@ -120,3 +120,34 @@ fn a_build_removes_staging_of_dead_builds_only() {
     assert!(!dead.exists(), "a dead build's staging directory is still there: {left:?}");
     assert!(live.exists(), "a live build's staging directory was removed: {left:?}");
 }
+
+/// Found by `crash::build_and_gc_killed_beside_a_concurrent_gc` (seed 1796406600414342347):
+/// `store fsck` failed with "cannot open …: No such file or directory" when a concurrent
+/// `gc` collected a blob between fsck's listing and its rehash, and could report blobs of a
+/// re-tagged image as missing when gc removed them between fsck's reading of the index and
+/// its walk.
+#[test]
+fn fsck_beside_retags_and_gc_finds_nothing_wrong() {
+    let t = TestDir::new("fsck-gc");
+    for i in 0..2 {
+        t.write(format!("rootfs{i}/etc/noise"), vec![i as u8; 256 << 10]);
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        let churn = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let root = t.join(format!("rootfs{}", n % 2));
+                t.cairn().arg("import").arg(root).args(["--name", "x.example/churn:1"]).ok();
+                t.cairn().args(["store", "gc"]).ok();
+                n += 1;
+            }
+        });
+        let fscks: Vec<_> = (0..30).map(|_| t.cairn().args(["store", "fsck"]).run()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().expect("the import and gc thread panicked");
+        for f in fscks {
+            f.expect_code(0);
+        }
+    });
+}

@@ -7,6 +7,7 @@ mod util;
 
 mod cli;
 mod concurrency;
+mod crash;
 mod determinism;
 mod golden;
 mod hostile;

@@ -228,8 +228,8 @@ impl Cairn {
         s
     }
 
-    /// Runs the command, whatever its exit status.
-    pub fn run(&self) -> Outcome {
+    /// The command as a [`Command`], to spawn it (or kill it) without waiting.
+    pub fn command(&self) -> Command {
         let mut argv: Vec<OsString> = self.wrapper.clone();
         argv.push(CAIRN.into());
         argv.extend(self.args.iter().cloned());
@@ -241,7 +241,13 @@ impl Cairn {
                 None => cmd.env_remove(k),
             };
         }
-        let output = cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", self.describe()));
+        cmd
+    }
+
+    /// Runs the command, whatever its exit status.
+    pub fn run(&self) -> Outcome {
+        let output =
+            self.command().output().unwrap_or_else(|e| panic!("running {}: {e}", self.describe()));
         Outcome { command: self.describe(), cwd: self.cwd.clone(), output }
     }
 

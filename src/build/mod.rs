@@ -35,7 +35,7 @@ use crate::sign::keys::SigningKey;
 use crate::source_date::SourceDate;
 use crate::store::Store;
 
-pub use publish::PublishError;
+pub use publish::{PublishError, publish_files};
 pub use spec_file::{LoadedSpec, SpecFileError};
 pub use verified_boot::{VerifiedBootError, VerifiedBootOptions};
 
@@ -201,6 +201,7 @@ pub fn build(
     }
 
     let staging = publish::staging_dir(&opts.output_dir)?;
+    publish::ensure_space(staging.path(), &opts.output_dir, &assembly.tree)?;
     progress.stage("writing outputs");
     let ctx = BuildContext {
         name: opts.name.as_str(),

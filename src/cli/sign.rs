@@ -60,15 +60,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sbom = sbom_statement_for(statement.subject, spdx);
     let signed = sign_statements(&provenance, &sbom, &key)
         .with_context(|| format!("signing {}", provenance_path.display()))?;
-    for (file, bytes) in [
-        (format!("{name}.intoto.jsonl"), &signed.intoto_jsonl),
-        (format!("{name}.sigstore.json"), &signed.sigstore_json),
-    ] {
-        let path = args.dir.join(file);
-        crate::atomic::write_atomic(&path, bytes)
-            .with_context(|| format!("writing {}", path.display()))?;
-        if !global.quiet {
-            super::outln!("{}  {}", Digest::of(bytes), path.display())?;
+    // Both files as one set: never a new envelope beside an old bundle.
+    let files = [
+        (format!("{name}.intoto.jsonl"), &signed.intoto_jsonl[..]),
+        (format!("{name}.sigstore.json"), &signed.sigstore_json[..]),
+    ];
+    crate::build::publish_files(&args.dir, &files)
+        .with_context(|| format!("writing the signatures into {}", args.dir.display()))?;
+    if !global.quiet {
+        for (file, bytes) in &files {
+            super::outln!("{}  {}", Digest::of(bytes), args.dir.join(file).display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

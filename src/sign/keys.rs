@@ -53,9 +53,9 @@
 //! key: the public-key hint Sigstore bundles carry, and the `keyid` of cairn's DSSE signatures.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -606,10 +606,11 @@ pub fn keypair_paths(prefix: &Path) -> (PathBuf, PathBuf) {
 /// Generate a key and write `<prefix>.key` (PKCS#8 PEM, mode 0600, encrypted when
 /// `passphrase` is set) and `<prefix>.pub` (SPKI PEM, mode 0644).
 ///
-/// Both files are created with `O_CREAT | O_EXCL`, the private one with mode 0600 from the
-/// start, so the key is never readable by others, and an existing file is never replaced
-/// ([`SignError::Exists`]). On any failure, files this call created are removed again.
-/// Returns the public key (for its key id).
+/// Each file is written to a temporary name with its final mode from the start (so the key
+/// is never readable by others), synced, and linked into place only if nothing has that
+/// name: an existing file is never replaced ([`SignError::Exists`]) and a killed run never
+/// leaves a partial key under a key's name. On any failure, files this call created are
+/// removed again. Returns the public key (for its key id).
 pub fn write_keypair(
     prefix: &Path,
     algorithm: Algorithm,
@@ -619,32 +620,23 @@ pub fn write_keypair(
     let private_pem = key.to_pkcs8_pem(passphrase)?;
     let public_pem = key.public_key().to_spki_pem();
     let (key_path, pub_path) = keypair_paths(prefix);
-
-    let create = |path: &Path, mode: u32| {
-        OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|source| {
+    // Refuse before writing anything when either exists.
+    for path in [&key_path, &pub_path] {
+        if path.symlink_metadata().is_ok() {
+            return Err(SignError::Exists { path: path.clone() });
+        }
+    }
+    let write = |path: &Path, text: &str, mode: u32| {
+        crate::atomic::write_new(path, text.as_bytes(), mode).map_err(|source| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 SignError::Exists { path: path.to_owned() }
             } else {
-                SignError::Io { action: "creating", path: path.to_owned(), source }
+                SignError::Io { action: "writing", path: path.to_owned(), source }
             }
         })
     };
-    let write = |mut file: File, path: &Path, text: &str| {
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|source| SignError::Io { action: "writing", path: path.to_owned(), source })
-    };
-
-    let key_file = create(&key_path, 0o600)?;
-    let result = create(&pub_path, 0o644).and_then(|pub_file| {
-        let written = write(key_file, &key_path, &private_pem)
-            .and_then(|()| write(pub_file, &pub_path, &public_pem));
-        if written.is_err() {
-            let _ = fs::remove_file(&pub_path);
-        }
-        written
-    });
-    if let Err(e) = result {
+    write(&key_path, &private_pem, 0o600)?;
+    if let Err(e) = write(&pub_path, &public_pem, 0o644) {
         let _ = fs::remove_file(&key_path);
         return Err(e);
     }

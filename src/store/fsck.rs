@@ -62,7 +62,12 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
             let entry = entry.map_err(StoreError::io("list", &dir))?;
             let path = entry.path();
-            let meta = entry.metadata().map_err(StoreError::io("stat", &path))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Collected by a concurrent `gc` since the listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("stat", &path)(e)),
+            };
             match entry.file_name().to_str().and_then(Digest::from_hex) {
                 Some(d) if meta.is_file() => blobs.push((d, meta.len())),
                 _ => strays.push(path),
@@ -161,14 +166,21 @@ impl Store {
     }
 
     /// Rehashes every blob and checks that everything reachable from `index.json` exists,
-    /// has the size its descriptor claims, and parses.
+    /// has the size its descriptor claims, and parses. Safe beside concurrent imports and
+    /// `gc`: a blob collected while being checked was unreachable, not missing.
     pub fn fsck(&self) -> Result<FsckReport, StoreError> {
         let mut report = FsckReport::default();
         let (blobs, strays) = self.list_blobs()?;
         let mut corrupt = BTreeSet::new();
         for (d, _) in &blobs {
             let path = self.blob_path(d);
-            let file = fs::File::open(&path).map_err(StoreError::io("open", &path))?;
+            let file = match fs::File::open(&path) {
+                Ok(f) => f,
+                // Collected by a concurrent `gc`: no longer reachable, so not a problem (the
+                // walk below reports a reachable blob that is missing).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("open", &path)(e)),
+            };
             let mut r = HashingReader::new(file);
             io::copy(&mut r, &mut io::sink()).map_err(StoreError::io("read", &path))?;
             let (actual, _) = r.finish();
@@ -181,7 +193,12 @@ impl Store {
         report.problems.extend(
             strays.iter().map(|p| format!("{} is not named by a sha256 digest", p.display())),
         );
+        // Under the lock, so that a concurrent re-tag and `gc` cannot remove blobs of an
+        // image between reading the index and walking it (which would look missing). A
+        // store that cannot be locked (read-only) has no concurrent writer to fear.
+        let lock = self.lock().ok();
         let w = self.walk_store()?;
+        drop(lock);
         report.missing = w.missing.into_iter().collect();
         // A corrupt reachable JSON blob is already listed under `corrupt`.
         report.problems.extend(w.problems.into_iter().filter(|p| !p.contains("is corrupt")));
