@@ -368,6 +368,20 @@ fn missing_is_failure(switch: Option<&str>) -> bool {
 }
 
 impl Tool {
+    /// A checker program whose absence fails under `CAIRN_REQUIRE_EXTERNAL=1` (as CI sets).
+    pub const fn external(name: &'static str, install: &'static str) -> Tool {
+        Tool { name, install, switch: Some("CAIRN_REQUIRE_EXTERNAL") }
+    }
+
+    /// For a test that writes a file and runs this tool on it: a scratch directory when
+    /// the tool is found (see [`Tool::found`]), `None` (after the skip note) when not.
+    pub fn scratch(&self, test: &str) -> Option<tempfile::TempDir> {
+        if !self.found(test) {
+            return None;
+        }
+        Some(tempfile::tempdir().expect("a scratch directory for the test"))
+    }
+
     /// Whether the program is on PATH (or, for an absolute name, is a file); if not, see
     /// [`Tool::missing`].
     pub fn found(&self, test: &str) -> bool {
@@ -406,4 +420,18 @@ impl Tool {
         );
         eprintln!("\n*** SKIPPED: {test}: {name} is missing ({why}); install: {install} ***\n");
     }
+}
+
+/// Debian's systemd EFI stub (`systemd-boot-efi`), or the file `CAIRN_TEST_EFI_STUB` names,
+/// for the UKI tests; `None` after the skip note (a failure under CI) when it is missing.
+pub fn efi_stub(test: &str) -> Option<Vec<u8>> {
+    let path = std::env::var_os("CAIRN_TEST_EFI_STUB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/systemd/boot/efi/linuxx64.efi.stub".into());
+    let stub = std::fs::read(&path).ok();
+    if stub.is_none() {
+        Tool::external("linuxx64.efi.stub", "apt-get install systemd-boot-efi")
+            .missing(test, &format!("{} not found", path.display()));
+    }
+    stub
 }

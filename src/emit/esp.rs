@@ -232,15 +232,8 @@ mod tests {
     /// dosfstools' checker finds nothing to repair.
     #[test]
     fn fsck_fat_accepts_it() {
-        let tool = Tool {
-            name: "fsck.fat",
-            install: "apt-get install dosfstools",
-            switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-        };
-        if !tool.found("emit::esp::fsck_fat_accepts_it") {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
+        let fsck = Tool::external("fsck.fat", "apt-get install dosfstools");
+        let Some(dir) = fsck.scratch("emit::esp::fsck_fat_accepts_it") else { return };
         let path = dir.path().join("esp.img");
         std::fs::write(&path, esp(&[7u8; 10_000], 1_700_000_000)).expect("write");
         let out = Command::new("fsck.fat").args(["-n", "-v"]).arg(&path).output().expect("fsck");

@@ -170,15 +170,8 @@ mod tests {
     /// `unsquashfs` (squashfs-tools) lists what we wrote with its modes and owners.
     #[test]
     fn unsquashfs_reads_it() {
-        let tool = Tool {
-            name: "unsquashfs",
-            install: "apt-get install squashfs-tools",
-            switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-        };
-        if !tool.found("emit::squashfs::unsquashfs_reads_it") {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
+        let unsquashfs = Tool::external("unsquashfs", "apt-get install squashfs-tools");
+        let Some(dir) = unsquashfs.scratch("emit::squashfs::unsquashfs_reads_it") else { return };
         let path = dir.path().join("root.img");
         std::fs::write(&path, image(&sample())).expect("write");
         let out = Command::new("unsquashfs")

@@ -310,19 +310,9 @@ pub fn pe_checksum(image: &[u8]) -> Result<u32, UkiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::Tool;
+    use crate::testkit::{Tool, efi_stub};
     use std::io::Cursor;
-    use std::path::Path;
     use std::process::Command;
-
-    /// Debian's systemd stub, when the machine has it (downloaded by .ci for the tests).
-    fn stub() -> Option<Vec<u8>> {
-        let path =
-            std::env::var_os("CAIRN_TEST_EFI_STUB").map(std::path::PathBuf::from).unwrap_or_else(
-                || Path::new("/usr/lib/systemd/boot/efi/linuxx64.efi.stub").to_path_buf(),
-            );
-        std::fs::read(path).ok()
-    }
 
     fn uki(stub: &[u8], kernel: &[u8], cmdline: &[u8]) -> (Vec<u8>, UkiLayout) {
         let (mut k, mut c, mut o) = (kernel, cmdline, &b"ID=cairn\n"[..]);
@@ -347,15 +337,7 @@ mod tests {
 
     #[test]
     fn sections_are_added_after_the_stub() {
-        let tool = Tool {
-            name: "linuxx64.efi.stub",
-            install: "CAIRN_TEST_EFI_STUB=path to systemd-boot-efi's linuxx64.efi.stub",
-            switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-        };
-        let Some(stub) = stub() else {
-            tool.missing("emit::uki::sections_are_added_after_the_stub", "not found");
-            return;
-        };
+        let Some(stub) = efi_stub("emit::uki::sections_are_added_after_the_stub") else { return };
         // The algorithm reproduces the checksum the stub's own linker wrote.
         let stub_file = PeFile64::parse(&stub[..]).expect("parse stub");
         let stub_sum = stub_file.nt_headers().optional_header().check_sum();
@@ -373,11 +355,10 @@ mod tests {
         let stored = file.nt_headers().optional_header().check_sum();
         assert_eq!(stored, pe_checksum(&a).expect("checksum"));
 
-        let objdump = Tool { name: "objdump", install: "apt-get install binutils", switch: None };
-        if !objdump.found("emit::uki::sections_are_added_after_the_stub") {
+        let objdump = Tool::external("objdump", "apt-get install binutils");
+        let Some(dir) = objdump.scratch("emit::uki::sections_are_added_after_the_stub") else {
             return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
+        };
         let path = dir.path().join("uki.efi");
         std::fs::write(&path, &a).expect("write");
         let out = Command::new("objdump").arg("-h").arg(&path).output().expect("objdump");
@@ -395,7 +376,7 @@ mod tests {
 
     #[test]
     fn names_and_room_are_checked() {
-        let Some(stub) = stub() else { return };
+        let Some(stub) = efi_stub("emit::uki::names_and_room_are_checked") else { return };
         let mut empty: &[u8] = b"";
         let mut s = [UkiSection { name: ".toolongname", len: 0, content: &mut empty }];
         assert!(matches!(

@@ -45,10 +45,9 @@ pub enum VerityError {
     /// The data stream ended before (or ran past) the length it was declared to have.
     #[error("the dm-verity data stream was {actual} bytes, expected {expected}")]
     ShortData { expected: u64, actual: u64 },
-    #[error("reading the dm-verity data: {0}")]
-    Read(#[source] io::Error),
-    #[error("writing the dm-verity hash tree: {0}")]
-    Write(#[source] io::Error),
+    /// Environment: the data could not be read or the tree not written (`doing` says which).
+    #[error("{doing}: {source}")]
+    Io { doing: &'static str, source: io::Error },
 }
 
 /// What a verity hash device describes, and what a verifier needs to open it.
@@ -123,6 +122,14 @@ fn superblock(salt: &[u8; SALT_LEN], uuid: &[u8; 16], data_blocks: u64) -> [u8; 
     sb
 }
 
+fn read_err(source: io::Error) -> VerityError {
+    VerityError::Io { doing: "reading the dm-verity data", source }
+}
+
+fn write_err(source: io::Error) -> VerityError {
+    VerityError::Io { doing: "writing the dm-verity hash tree", source }
+}
+
 /// One level of the tree being filled: the hash block in progress and where the next full
 /// block goes.
 struct Level {
@@ -159,8 +166,8 @@ pub fn write_hash_tree<R: Read, W: Write + Seek>(
 
     let mut sb_block = vec![0u8; BLOCK_SIZE as usize];
     sb_block[..SUPERBLOCK_LEN].copy_from_slice(&superblock(&salt, &uuid, data_blocks));
-    out.seek(SeekFrom::Start(0)).map_err(VerityError::Write)?;
-    out.write_all(&sb_block).map_err(VerityError::Write)?;
+    out.seek(SeekFrom::Start(0)).map_err(write_err)?;
+    out.write_all(&sb_block).map_err(write_err)?;
 
     let mut root_hash = [0u8; DIGEST_LEN];
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
@@ -170,7 +177,7 @@ pub fn write_hash_tree<R: Read, W: Write + Seek>(
                 io::ErrorKind::UnexpectedEof => {
                     VerityError::ShortData { expected: data_len, actual: read * BLOCK_SIZE }
                 }
-                _ => VerityError::Read(e),
+                _ => read_err(e),
             });
         }
         let leaf = salted_hash(&salt, &buf);
@@ -182,7 +189,7 @@ pub fn write_hash_tree<R: Read, W: Write + Seek>(
         }
     }
     let mut extra = [0u8; 1];
-    if data.read(&mut extra).map_err(VerityError::Read)? != 0 {
+    if data.read(&mut extra).map_err(read_err)? != 0 {
         return Err(VerityError::ShortData { expected: data_len, actual: data_len + 1 });
     }
 
@@ -200,7 +207,7 @@ pub fn write_hash_tree<R: Read, W: Write + Seek>(
             root_hash = hash;
         }
     }
-    out.flush().map_err(VerityError::Write)?;
+    out.flush().map_err(write_err)?;
     Ok(VerityInfo { root_hash, salt, uuid, data_blocks, hash_len })
 }
 
@@ -227,8 +234,8 @@ fn push_hash<W: Write + Seek>(
 fn finish_block<W: Write + Seek>(level: &mut Level, out: &mut W) -> Result<Vec<u8>, VerityError> {
     let mut block = std::mem::take(&mut level.block);
     block.resize(BLOCK_SIZE as usize, 0);
-    out.seek(SeekFrom::Start(level.next_offset)).map_err(VerityError::Write)?;
-    out.write_all(&block).map_err(VerityError::Write)?;
+    out.seek(SeekFrom::Start(level.next_offset)).map_err(write_err)?;
+    out.write_all(&block).map_err(write_err)?;
     level.next_offset += BLOCK_SIZE;
     level.block = Vec::with_capacity(BLOCK_SIZE as usize);
     Ok(block)
@@ -331,15 +338,8 @@ mod tests {
     /// tree, one level, a full level, two levels, three levels).
     #[test]
     fn matches_veritysetup() {
-        let tool = Tool {
-            name: "veritysetup",
-            install: "apt-get install cryptsetup-bin",
-            switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-        };
-        if !tool.found("emit::verity::matches_veritysetup") {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
+        let veritysetup = Tool::external("veritysetup", "apt-get install cryptsetup-bin");
+        let Some(dir) = veritysetup.scratch("emit::verity::matches_veritysetup") else { return };
         for blocks in [1u64, 2, 128, 129, 128 * 128 + 1] {
             let d = data(blocks);
             let (info, ours) = tree(&d);

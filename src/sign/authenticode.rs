@@ -270,7 +270,7 @@ pub fn sign_image(image: &[u8], key: &SecureBootKey) -> Result<Vec<u8>, Authenti
 mod tests {
     use super::*;
     use crate::emit::uki::{UkiSection, write_uki};
-    use crate::testkit::Tool;
+    use crate::testkit::{Tool, efi_stub};
     use std::io::Cursor;
     use std::process::Command;
 
@@ -285,12 +285,8 @@ mod tests {
         (sb, cert.pem())
     }
 
-    fn unsigned_uki() -> Option<Vec<u8>> {
-        let stub = std::fs::read(
-            std::env::var("CAIRN_TEST_EFI_STUB")
-                .unwrap_or_else(|_| "/usr/lib/systemd/boot/efi/linuxx64.efi.stub".into()),
-        )
-        .ok()?;
+    fn unsigned_uki(test: &str) -> Option<Vec<u8>> {
+        let stub = efi_stub(test)?;
         let kernel = vec![0x5au8; 70_001];
         let mut k = &kernel[..];
         let mut c: &[u8] = b"ro quiet";
@@ -314,24 +310,17 @@ mod tests {
     /// with another, and rejects an image changed after signing; signing is deterministic.
     #[test]
     fn sbverify_accepts_the_signature() {
-        let sbverify = Tool {
-            name: "sbverify",
-            install: "apt-get install sbsigntool systemd-boot-efi",
-            switch: Some("CAIRN_REQUIRE_EXTERNAL"),
-        };
-        let Some(image) = unsigned_uki() else {
-            sbverify.missing("sign::authenticode::sbverify_accepts_the_signature", "no EFI stub");
+        let test = "sign::authenticode::sbverify_accepts_the_signature";
+        let Some(image) = unsigned_uki(test) else { return };
+        let Some(dir) = Tool::external("sbverify", "apt-get install sbsigntool").scratch(test)
+        else {
             return;
         };
-        if !sbverify.found("sign::authenticode::sbverify_accepts_the_signature") {
-            return;
-        }
         let (key, cert_pem) = new_key();
         let signed = sign_image(&image, &key).expect("sign");
         assert!(signed == sign_image(&image, &key).expect("sign again"), "deterministic");
         assert!(matches!(sign_image(&signed, &key), Err(AuthenticodeError::AlreadySigned)));
 
-        let dir = tempfile::tempdir().expect("tempdir");
         let cert = dir.path().join("db.crt");
         std::fs::write(&cert, cert_pem).expect("cert");
         let path = dir.path().join("uki.efi");
