@@ -262,36 +262,43 @@ fn run_bundle_refuses_a_bad_bundle_naming_it() {
     out.stderr_has(&["user namespaces", "not supported by cairn's built-in runner"]);
 }
 
+/// Runs `body` with a test directory and the path of its `containers/` directory (not yet
+/// made), unless the runner tests cannot run here (then it notes the skip).
+fn with_containers(test: &str, body: impl FnOnce(&TestDir, &Path)) {
+    if can_run(test) {
+        let t = TestDir::new(test);
+        body(&t, &t.join("containers"));
+    }
+}
+
 #[test]
 fn init_runs_onboot_services_and_onshutdown_in_order() {
-    if !can_run("init_runs_onboot_services_and_onshutdown_in_order") {
-        return;
-    }
-    let t = TestDir::new("init-pid1");
-    let c = t.join("containers");
-    let ns = |c: &mut Value| c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
-    bundle(&c.join("onboot/000-first"), "echo MARK-first", true, ns);
-    bundle(&c.join("onboot/001-second"), "echo MARK-second; exit 3", false, ns);
-    bundle(&c.join("services/svc"), "echo MARK-service", true, ns);
-    bundle(&c.join("onshutdown/000-bye"), "echo MARK-bye", true, ns);
-    let out = run_init(&t, &c);
-    assert_in_order(
-        &out,
-        &[
-            "cairn-init: starting (pid 1)",
-            "MARK-first",
-            "cairn-init: onboot 000-first exited 0",
-            "MARK-second",
-            "cairn-init: onboot 001-second exited 3",
-            "cairn-init: service svc started",
-            "MARK-service",
-            "cairn-init: service svc exited 0",
-            "cairn-init: all services exited",
-            "MARK-bye",
-            "cairn-init: onshutdown 000-bye exited 0",
-            "cairn-init: power off",
-        ],
-    );
+    with_containers("init_runs_onboot_services_and_onshutdown_in_order", |t, c| {
+        let ns =
+            |c: &mut Value| c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+        bundle(&c.join("onboot/000-first"), "echo MARK-first", true, ns);
+        bundle(&c.join("onboot/001-second"), "echo MARK-second; exit 3", false, ns);
+        bundle(&c.join("services/svc"), "echo MARK-service", true, ns);
+        bundle(&c.join("onshutdown/000-bye"), "echo MARK-bye", true, ns);
+        let out = run_init(t, c);
+        assert_in_order(
+            &out,
+            &[
+                "cairn-init: starting (pid 1)",
+                "MARK-first",
+                "cairn-init: onboot 000-first exited 0",
+                "MARK-second",
+                "cairn-init: onboot 001-second exited 3",
+                "cairn-init: service svc started",
+                "MARK-service",
+                "cairn-init: service svc exited 0",
+                "cairn-init: all services exited",
+                "MARK-bye",
+                "cairn-init: onshutdown 000-bye exited 0",
+                "cairn-init: power off",
+            ],
+        );
+    });
 }
 
 /// `cairn internal init` on the bundles under `containers`, as PID 1 of a new PID namespace:
@@ -325,50 +332,47 @@ fn assert_in_order(out: &util::Outcome, order: &[&str]) {
 /// them can change the shared copy, and a writable one's changes stay its own.
 #[test]
 fn init_runs_containers_sharing_one_copy_of_their_image() {
-    if !can_run("init_runs_containers_sharing_one_copy_of_their_image") {
-        return;
-    }
-    let t = TestDir::new("init-shared");
-    let c = t.join("containers");
-    let lower = c.join("onboot/000-first/lower");
-    bundle(
-        &c.join("onboot/000-first"),
-        "echo first > /work/mark; echo MARK-$(cat /work/mark)",
-        false,
-        |_| {},
-    );
-    bundle_on(
-        &c.join("onboot/001-ro"),
-        &lower,
-        "ls /work/mark 2>/dev/null || echo MARK-ro-clean; \
-         touch /work/x 2>/dev/null && echo MARK-ro-writable || echo MARK-ro-readonly",
-        true,
-        |_| {},
-    );
-    bundle_on(
-        &c.join("services/svc"),
-        &lower,
-        "ls /work/mark 2>/dev/null || echo MARK-svc-clean; echo svc > /work/svc; \
-         echo MARK-$(cat /work/svc)",
-        false,
-        |_| {},
-    );
-    let out = run_init(&t, &c);
-    assert_in_order(
-        &out,
-        &[
-            "MARK-first",
-            "cairn-init: onboot 000-first exited 0",
-            "MARK-ro-clean",
-            "MARK-ro-readonly",
-            "cairn-init: onboot 001-ro exited 0",
-            "MARK-svc-clean",
-            "MARK-svc",
-            "cairn-init: service svc exited 0",
-        ],
-    );
-    let left: Vec<_> =
-        fs::read_dir(lower.join("work")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "the shared copy was changed: {left:?}");
-    assert!(!c.join("services/svc/lower").exists());
+    with_containers("init_runs_containers_sharing_one_copy_of_their_image", |t, c| {
+        let lower = c.join("onboot/000-first/lower");
+        bundle(
+            &c.join("onboot/000-first"),
+            "echo first > /work/mark; echo MARK-$(cat /work/mark)",
+            false,
+            |_| {},
+        );
+        bundle_on(
+            &c.join("onboot/001-ro"),
+            &lower,
+            "ls /work/mark 2>/dev/null || echo MARK-ro-clean; \
+             touch /work/x 2>/dev/null && echo MARK-ro-writable || echo MARK-ro-readonly",
+            true,
+            |_| {},
+        );
+        bundle_on(
+            &c.join("services/svc"),
+            &lower,
+            "ls /work/mark 2>/dev/null || echo MARK-svc-clean; echo svc > /work/svc; \
+             echo MARK-$(cat /work/svc)",
+            false,
+            |_| {},
+        );
+        let out = run_init(t, c);
+        assert_in_order(
+            &out,
+            &[
+                "MARK-first",
+                "cairn-init: onboot 000-first exited 0",
+                "MARK-ro-clean",
+                "MARK-ro-readonly",
+                "cairn-init: onboot 001-ro exited 0",
+                "MARK-svc-clean",
+                "MARK-svc",
+                "cairn-init: service svc exited 0",
+            ],
+        );
+        let left: Vec<_> =
+            fs::read_dir(lower.join("work")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "the shared copy was changed: {left:?}");
+        assert!(!c.join("services/svc/lower").exists());
+    });
 }

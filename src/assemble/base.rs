@@ -176,22 +176,22 @@ mod tests {
     fn an_empty_container_image_gets_linuxkit_entries() {
         let mut tree = Tree::new().unwrap();
         complete(&mut tree, "c/lower", ImageKind::Container);
-        let hosts = format!("file {HOSTS:?}");
-        let resolv = format!("file {NO_RESOLV_CONF:?}");
-        assert_eq!(
-            listing(&tree, &p("c/lower")),
-            [
-                format!("dev 755 0:0 {SD} dir"),
-                format!("dev/pts 755 0:0 {SD} dir"),
-                format!("dev/shm 755 0:0 {SD} dir"),
-                format!("etc 755 0:0 {SD} dir"),
-                format!("etc/hosts 644 0:0 {SD} {hosts}"),
-                format!("etc/mtab 755 0:0 {SD} link /proc/mounts"),
-                format!("etc/resolv.conf 644 0:0 {SD} {resolv}"),
-                format!("proc 755 0:0 {SD} dir"),
-                format!("sys 755 0:0 {SD} dir"),
-            ]
-        );
+        // Every entry is root's, dated SD; the files hold LinuxKit's exact text.
+        let expected = "dev 755 dir|dev/pts 755 dir|dev/shm 755 dir|etc 755 dir|\
+            etc/hosts 644 file HOSTS|etc/mtab 755 link /proc/mounts|\
+            etc/resolv.conf 644 file RESOLV|proc 755 dir|sys 755 dir";
+        let expected: Vec<String> = expected
+            .split('|')
+            .map(|l| {
+                let (path, rest) = l.split_once(' ').unwrap();
+                let rest = rest
+                    .replace("HOSTS", &format!("{HOSTS:?}"))
+                    .replace("RESOLV", &format!("{NO_RESOLV_CONF:?}"));
+                let (mode, what) = rest.split_once(' ').unwrap();
+                format!("{path} {mode} 0:0 {SD} {what}")
+            })
+            .collect();
+        assert_eq!(listing(&tree, &p("c/lower")), expected);
         assert!(HOSTS.starts_with("127.0.0.1       localhost\n::1     localhost ip6-localhost"));
     }
 

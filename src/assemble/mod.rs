@@ -183,10 +183,6 @@ pub fn assemble(
                     &mut skipped,
                 )?;
                 package_dbs[position] = find_package_dbs(&tree, &scratch)?;
-                if kernel.is_none() {
-                    base::complete_image_root(&mut tree, &scratch, base::ImageKind::Init, sd)
-                        .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
-                }
                 if let Some(kernel) = kernel {
                     place_kernel(&mut tree, &scratch, kernel, &label, sd, &mut budget, &parent)?;
                     if let Ok(modules) = scratch.join("lib/modules") {
@@ -199,8 +195,10 @@ pub fn assemble(
                         }
                     }
                 } else {
-                    tree.copy_subtree(&scratch, &TreePath::root(), &parent)
-                        .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
+                    let tree_err = |source| AssembleError::Tree { path: label.clone(), source };
+                    base::complete_image_root(&mut tree, &scratch, base::ImageKind::Init, sd)
+                        .map_err(tree_err)?;
+                    tree.copy_subtree(&scratch, &TreePath::root(), &parent).map_err(tree_err)?;
                 }
                 tree.remove(&scratch);
             }
