@@ -59,9 +59,22 @@ fn bundle(dir: &Path, script: &str, readonly: bool, edit: impl FnOnce(&mut Value
     for d in ["bin", "work", "dev", "proc", "sys", "tmp"] {
         fs::create_dir_all(image.join(d)).unwrap();
     }
-    fs::create_dir_all(dir.join("rootfs")).unwrap();
     fs::copy(util::BUSYBOX.name, image.join("bin/busybox")).unwrap();
     fs::set_permissions(image.join("work"), fs::Permissions::from_mode(0o1777)).unwrap();
+    bundle_on(dir, &image, script, readonly, edit);
+}
+
+/// Writes a bundle at `dir` whose image files are at `image`: its own (see [`bundle`]) or,
+/// as cairn lays out containers of the same image, another bundle's copy, which its
+/// runtime.json mounts (a bind mount when read-only, else the lower layer of its overlay).
+fn bundle_on(
+    dir: &Path,
+    image: &Path,
+    script: &str,
+    readonly: bool,
+    edit: impl FnOnce(&mut Value),
+) {
+    fs::create_dir_all(dir.join("rootfs")).unwrap();
     let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -79,16 +92,16 @@ fn bundle(dir: &Path, script: &str, readonly: bool, edit: impl FnOnce(&mut Value
         config["root"].as_object_mut().unwrap().remove("readonly");
     }
     edit(&mut config);
-    let d = dir.display();
+    let (d, i) = (dir.display(), image.display());
     let mounts = if readonly {
-        json!([{"destination": format!("{d}/rootfs"), "source": format!("{d}/rootfs"),
+        json!([{"destination": format!("{d}/rootfs"), "source": format!("{i}"),
                 "options": ["bind"]}])
     } else {
         json!([
             {"destination": format!("{d}/tmp"), "type": "tmpfs", "source": "tmpfs"},
             {"destination": format!("{d}/tmp"), "options": ["remount", "private"]},
             {"destination": format!("{d}/rootfs"), "type": "overlay", "source": "overlay",
-             "options": [format!("lowerdir={d}/lower"), format!("upperdir={d}/tmp/upper"),
+             "options": [format!("lowerdir={i}"), format!("upperdir={d}/tmp/upper"),
                          format!("workdir={d}/tmp/work")]}
         ])
     };
@@ -249,23 +262,51 @@ fn run_bundle_refuses_a_bad_bundle_naming_it() {
     out.stderr_has(&["user namespaces", "not supported by cairn's built-in runner"]);
 }
 
+/// Runs `body` with a test directory and the path of its `containers/` directory (not yet
+/// made), unless the runner tests cannot run here (then it notes the skip).
+fn with_containers(test: &str, body: impl FnOnce(&TestDir, &Path)) {
+    if can_run(test) {
+        let t = TestDir::new(test);
+        body(&t, &t.join("containers"));
+    }
+}
+
 #[test]
 fn init_runs_onboot_services_and_onshutdown_in_order() {
-    if !can_run("init_runs_onboot_services_and_onshutdown_in_order") {
-        return;
-    }
-    let t = TestDir::new("init-pid1");
-    let c = t.join("containers");
-    let ns = |c: &mut Value| c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
-    bundle(&c.join("onboot/000-first"), "echo MARK-first", true, ns);
-    bundle(&c.join("onboot/001-second"), "echo MARK-second; exit 3", false, ns);
-    bundle(&c.join("services/svc"), "echo MARK-service", true, ns);
-    bundle(&c.join("onshutdown/000-bye"), "echo MARK-bye", true, ns);
-    // PID 1 of a new PID namespace: reboot(RB_POWER_OFF) there ends the namespace with
-    // SIGINT.
-    let out = internal(&t, &["-p", "-f", "-u"])
+    with_containers("init_runs_onboot_services_and_onshutdown_in_order", |t, c| {
+        let ns =
+            |c: &mut Value| c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+        bundle(&c.join("onboot/000-first"), "echo MARK-first", true, ns);
+        bundle(&c.join("onboot/001-second"), "echo MARK-second; exit 3", false, ns);
+        bundle(&c.join("services/svc"), "echo MARK-service", true, ns);
+        bundle(&c.join("onshutdown/000-bye"), "echo MARK-bye", true, ns);
+        let out = run_init(t, c);
+        assert_in_order(
+            &out,
+            &[
+                "cairn-init: starting (pid 1)",
+                "MARK-first",
+                "cairn-init: onboot 000-first exited 0",
+                "MARK-second",
+                "cairn-init: onboot 001-second exited 3",
+                "cairn-init: service svc started",
+                "MARK-service",
+                "cairn-init: service svc exited 0",
+                "cairn-init: all services exited",
+                "MARK-bye",
+                "cairn-init: onshutdown 000-bye exited 0",
+                "cairn-init: power off",
+            ],
+        );
+    });
+}
+
+/// `cairn internal init` on the bundles under `containers`, as PID 1 of a new PID namespace:
+/// reboot(RB_POWER_OFF) there ends the namespace with SIGINT.
+fn run_init(t: &TestDir, containers: &Path) -> util::Outcome {
+    let out = internal(t, &["-p", "-f", "-u"])
         .args(["init", "--no-mount", "--containers"])
-        .arg(&c)
+        .arg(containers)
         .run();
     let status = out.output.status;
     assert!(
@@ -273,25 +314,65 @@ fn init_runs_onboot_services_and_onshutdown_in_order() {
         "expected the namespace to end with SIGINT{}",
         out.report()
     );
+    out
+}
+
+fn assert_in_order(out: &util::Outcome, order: &[&str]) {
     let stdout = out.stdout();
-    let order = [
-        "cairn-init: starting (pid 1)",
-        "MARK-first",
-        "cairn-init: onboot 000-first exited 0",
-        "MARK-second",
-        "cairn-init: onboot 001-second exited 3",
-        "cairn-init: service svc started",
-        "MARK-service",
-        "cairn-init: service svc exited 0",
-        "cairn-init: all services exited",
-        "MARK-bye",
-        "cairn-init: onshutdown 000-bye exited 0",
-        "cairn-init: power off",
-    ];
     let mut at = 0;
     for needle in order {
         let found = stdout[at..].find(needle);
         assert!(found.is_some(), "{needle:?} missing or out of order{}", out.report());
         at += found.unwrap() + needle.len();
     }
+}
+
+/// Containers of the same image share one copy, as cairn lays them out: the first holds it
+/// in its `lower/`, a read-only one binds it, a writable one overlays it. All run, none of
+/// them can change the shared copy, and a writable one's changes stay its own.
+#[test]
+fn init_runs_containers_sharing_one_copy_of_their_image() {
+    with_containers("init_runs_containers_sharing_one_copy_of_their_image", |t, c| {
+        let lower = c.join("onboot/000-first/lower");
+        bundle(
+            &c.join("onboot/000-first"),
+            "echo first > /work/mark; echo MARK-$(cat /work/mark)",
+            false,
+            |_| {},
+        );
+        bundle_on(
+            &c.join("onboot/001-ro"),
+            &lower,
+            "ls /work/mark 2>/dev/null || echo MARK-ro-clean; \
+             touch /work/x 2>/dev/null && echo MARK-ro-writable || echo MARK-ro-readonly",
+            true,
+            |_| {},
+        );
+        bundle_on(
+            &c.join("services/svc"),
+            &lower,
+            "ls /work/mark 2>/dev/null || echo MARK-svc-clean; echo svc > /work/svc; \
+             echo MARK-$(cat /work/svc)",
+            false,
+            |_| {},
+        );
+        let out = run_init(t, c);
+        assert_in_order(
+            &out,
+            &[
+                "MARK-first",
+                "cairn-init: onboot 000-first exited 0",
+                "MARK-ro-clean",
+                "MARK-ro-readonly",
+                "cairn-init: onboot 001-ro exited 0",
+                "MARK-svc-clean",
+                "MARK-svc",
+                "cairn-init: service svc exited 0",
+            ],
+        );
+        let left: Vec<_> =
+            fs::read_dir(lower.join("work")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "the shared copy was changed: {left:?}");
+        assert!(!c.join("services/svc/lower").exists());
+    });
 }

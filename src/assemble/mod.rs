@@ -8,7 +8,16 @@
 //! `containers/onshutdown/NNN-name/`; `services` in `containers/services/name/`; then the
 //! `files` section. Every layer blob is streamed once from the store and its digest is
 //! checked when the stream ends; a mismatch fails the build.
+//!
+//! Each init image and each container's image gets LinuxKit's base entries ([`base`]:
+//! `dev/pts`, `dev/shm`, `etc/hosts`, `etc/mtab`, `etc/resolv.conf`, …). An image used by
+//! several containers is stored once, as LinuxKit does (its `dupMap`): the first of them in
+//! spec order (onboot, onshutdown, services) holds the files in its `lower/` (or `rootfs/`
+//! when read-only); the others have no copy, and their `runtime.json` mounts that one (an
+//! overlay with their own upper layer, or a bind mount for a read-only container). Images
+//! are the same when their manifest digests are.
 
+pub mod base;
 pub mod bundle;
 pub mod files;
 pub mod layer;
@@ -186,8 +195,10 @@ pub fn assemble(
                         }
                     }
                 } else {
-                    tree.copy_subtree(&scratch, &TreePath::root(), &parent)
-                        .map_err(|source| AssembleError::Tree { path: label.clone(), source })?;
+                    let tree_err = |source| AssembleError::Tree { path: label.clone(), source };
+                    base::complete_image_root(&mut tree, &scratch, base::ImageKind::Init, sd)
+                        .map_err(tree_err)?;
+                    tree.copy_subtree(&scratch, &TreePath::root(), &parent).map_err(tree_err)?;
                 }
                 tree.remove(&scratch);
             }
@@ -207,18 +218,15 @@ pub fn assemble(
                 let readonly = container.readonly.unwrap_or(false);
                 let extract =
                     bundle_dir.join(bundle::rootfs_extract_dir(readonly)).map_err(tree_err)?;
-                // LinuxKit's bundle layout: the image in `rootfs/` (read-only) or in `lower/`
-                // with empty `rootfs/` and `tmp/` for the overlay the init mounts.
-                for sub in ["rootfs", "lower", "tmp"] {
-                    if sub == "rootfs" || !readonly {
-                        let p = bundle_dir.join(sub).map_err(tree_err)?;
-                        tree.insert(p, Node::dir(0o755, sd.secs()), &parent).map_err(tree_err)?;
-                    }
+                // One copy per image, as LinuxKit: the first container (in spec order) of an
+                // image holds its files; the others mount that copy (`runtime.json`).
+                let shared = unpacked.get(&pinned.resolved.manifest).cloned();
+                for sub in bundle::bundle_subdirs(readonly, shared.is_none()) {
+                    let p = bundle_dir.join(sub).map_err(tree_err)?;
+                    tree.insert(p, Node::dir(0o755, sd.secs()), &parent).map_err(tree_err)?;
                 }
-                // Each blob is read once per build: a second container of the same image
-                // shares the first one's unpacked files.
-                match unpacked.get(&pinned.resolved.manifest) {
-                    Some(first) => tree.copy_subtree(first, &extract, &parent).map_err(tree_err)?,
+                let image_root = match shared {
+                    Some(first) => first,
                     None => {
                         let stats = apply_image(
                             &mut tree,
@@ -230,14 +238,23 @@ pub fn assemble(
                             &mut budget,
                         )?;
                         skipped.extend(stats.skipped.into_iter().map(|p| format!("{label}: {p}")));
+                        base::complete_image_root(
+                            &mut tree,
+                            &extract,
+                            base::ImageKind::Container,
+                            sd,
+                        )
+                        .map_err(tree_err)?;
                         unpacked.insert(pinned.resolved.manifest, extract.clone());
+                        extract
                     }
-                }
-                package_dbs[position] = find_package_dbs(&tree, &extract)?;
+                };
+                package_dbs[position] = find_package_dbs(&tree, &image_root)?;
                 let config = bundle::runtime_config(&pinned.resolved.config_json, container, &ids)?;
                 let config_json = bundle::render_config_json(&config.oci);
                 put_generated(&mut tree, &bundle_dir, "config.json", config_json, sd, &parent)?;
-                let runtime_json = bundle::render_runtime_json(&config.runtime, &dir, readonly);
+                let runtime_json =
+                    bundle::render_runtime_json(&config.runtime, &dir, readonly, &image_root);
                 put_generated(&mut tree, &bundle_dir, "runtime.json", runtime_json, sd, &parent)?;
             }
         }
@@ -423,3 +440,6 @@ pub fn read_small_file(tree: &Tree, path: &str, max: u64) -> Option<Vec<u8>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

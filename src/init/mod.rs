@@ -6,7 +6,9 @@
 //! Runs the image the way LinuxKit's init does:
 //! 1. mounts `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts`, `/dev/shm`, `/run`, `/tmp`
 //!    (tmpfs) and `/sys/fs/cgroup` (cgroup2), skipping any already mounted; sets the hostname
-//!    from `/etc/hostname`; disables Ctrl-Alt-Del (the kernel then sends SIGINT to PID 1);
+//!    from `/etc/hostname`; when `/etc/resolv.conf` is a symlink (cairn and LinuxKit make it
+//!    one to `/run/resolvconf/resolv.conf`), creates an empty file at its target; disables
+//!    Ctrl-Alt-Del (the kernel then sends SIGINT to PID 1);
 //! 2. runs each `containers/onboot/*` bundle in sorted order to completion
 //!    (`cairn-init: onboot NAME exited N`);
 //! 3. starts every `containers/services/*` bundle in sorted order in the background
@@ -31,8 +33,9 @@
 //!
 //! What it does, in order:
 //! - `runtime.json`: creates `mkdir` directories and performs `mounts` in the caller's
-//!   mount namespace (the writable containers' tmpfs + overlay, the read-only containers'
-//!   self bind mount), creating overlay `upperdir`/`workdir`;
+//!   mount namespace (a writable container's tmpfs + overlay, a read-only container's bind
+//!   mount; both on the container's copy of its image, which is the first container's copy
+//!   when several use the same image), creating overlay `upperdir`/`workdir`;
 //! - namespaces: a new mount namespace always; new `pid`, `network`, `ipc`, `uts`,
 //!   `cgroup` namespaces when listed without a path; `setns` into those listed with a path
 //!   (not `mount`). A new PID namespace takes a second process: `run-bundle --stage2 DIR`

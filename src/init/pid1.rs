@@ -102,6 +102,7 @@ pub fn run(opts: InitOptions) -> Result<ExitCode> {
     if opts.mount_system {
         mount_system();
         set_hostname();
+        make_resolv_conf();
     }
     let exe = self_exe()?;
     let runc = RUNC_PATHS.iter().map(PathBuf::from).find(|p| p.is_file());
@@ -369,6 +370,23 @@ fn mount_system() {
             Ok(()) | Err(Errno::EBUSY) => {}
             Err(e) => log(format!("mount {fstype} on {target}: {e}")),
         }
+    }
+}
+
+/// As LinuxKit's rc.init: when `/etc/resolv.conf` is a symlink (an init image's points to
+/// `/run/resolvconf/resolv.conf`), creates its target's directory and an empty file there,
+/// so that containers binding it (and dhcpcd, which writes it) find a file.
+fn make_resolv_conf() {
+    let Ok(link) = std::fs::read_link("/etc/resolv.conf") else { return };
+    let target = Path::new("/etc").join(link);
+    if let Some(dir) = target.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        log(format!("mkdir {}: {e}", dir.display()));
+        return;
+    }
+    if let Err(e) = std::fs::write(&target, "") {
+        log(format!("creating {}: {e}", target.display()));
     }
 }
 

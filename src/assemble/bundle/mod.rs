@@ -97,6 +97,19 @@ pub fn rootfs_extract_dir(readonly: bool) -> &'static str {
     if readonly { "rootfs" } else { "lower" }
 }
 
+/// The directories of a bundle besides its image files, as LinuxKit's `ImageBundle` makes
+/// them: `rootfs/` always (the image itself for a read-only container with its own copy,
+/// else the mount point); for a writable container `tmp/` (the overlay's tmpfs) and, when
+/// it holds its image's copy, `lower/`. A container whose image another container already
+/// holds (`own_copy` false) has no copy of its own: its `runtime.json` mounts the other's.
+pub fn bundle_subdirs(readonly: bool, own_copy: bool) -> &'static [&'static str] {
+    match (readonly, own_copy) {
+        (true, _) => &["rootfs"],
+        (false, true) => &["lower", "rootfs", "tmp"],
+        (false, false) => &["rootfs", "tmp"],
+    }
+}
+
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(

@@ -5,8 +5,9 @@
 use serde::Serialize;
 
 use super::label::{pick, pick_str};
-use super::{rootfs_extract_dir, to_json};
+use super::to_json;
 use crate::spec::{self, Interface, Mount};
+use crate::tree::TreePath;
 
 /// LinuxKit's `runtime.json` contents, every field resolved (LinuxKit writes them all).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -61,12 +62,19 @@ pub(super) fn merge_runtime(
 }
 
 /// `runtime.json` bytes for a bundle at `bundle_dir` (see
-/// [`bundle_dir`](super::bundle_dir)), with the rootfs mounts LinuxKit's `ImageBundle`
-/// prepends: a tmpfs-backed overlay over `lower/` for a writable container, a self bind
-/// mount of `rootfs/` for a read-only one.
-pub fn render_runtime_json(runtime: &RuntimeConfig, bundle_dir: &str, readonly: bool) -> Vec<u8> {
+/// [`bundle_dir`](super::bundle_dir)) whose image files are at `image_root` (its own
+/// `lower/` or `rootfs/`, or those of the first container of the same image), with the
+/// rootfs mounts LinuxKit's `ImageBundle` prepends: a tmpfs-backed overlay over the image
+/// for a writable container (the upper layer is the container's own), a bind mount of the
+/// image onto `rootfs/` for a read-only one (a self bind mount when it holds the copy).
+pub fn render_runtime_json(
+    runtime: &RuntimeConfig,
+    bundle_dir: &str,
+    readonly: bool,
+    image_root: &TreePath,
+) -> Vec<u8> {
     let mut rt = runtime.clone();
-    let root = format!("/{bundle_dir}/{}", rootfs_extract_dir(readonly));
+    let root = format!("/{image_root}");
     let rootfs = format!("/{bundle_dir}/rootfs");
     let mut first: Vec<Mount> = if readonly {
         vec![Mount {

@@ -7,6 +7,7 @@ use oci_spec::image::ImageConfiguration;
 
 use super::*;
 use crate::spec::{self, Container};
+use crate::tree::TreePath;
 use serde_json::{Value, json};
 
 fn image(
@@ -232,7 +233,10 @@ fn runtime_json() {
     let dir = bundle_dir(Role::Service, 0, "s").unwrap();
     assert_eq!(dir, "containers/services/s");
     assert_eq!(bundle_dir(Role::Onboot, 3, "x").unwrap(), "containers/onboot/003-x");
-    let v: Value = serde_json::from_slice(&render_runtime_json(&b.runtime, &dir, false)).unwrap();
+    let own = |sub: &str| TreePath::parse(&format!("{dir}/{sub}")).unwrap();
+    let v: Value =
+        serde_json::from_slice(&render_runtime_json(&b.runtime, &dir, false, &own("lower")))
+            .unwrap();
     assert_eq!(v["mkdir"], json!(["/var/lib/s"]));
     assert_eq!(v["bindNS"]["net"], "/run/netns/s");
     assert_eq!(v["bindNS"]["pid"], "");
@@ -240,9 +244,45 @@ fn runtime_json() {
     assert_eq!(mounts.len(), 4);
     assert_eq!(mounts[2]["options"][0], "lowerdir=/containers/services/s/lower");
     assert_eq!(mounts[3]["destination"], "/b");
-    let ro: Value = serde_json::from_slice(&render_runtime_json(&b.runtime, &dir, true)).unwrap();
+    let ro: Value =
+        serde_json::from_slice(&render_runtime_json(&b.runtime, &dir, true, &own("rootfs")))
+            .unwrap();
     assert_eq!(
         ro["mounts"][0],
         json!({"destination": "/containers/services/s/rootfs", "source": "/containers/services/s/rootfs", "options": ["bind"]})
     );
+}
+
+/// A container whose image another container holds mounts that copy, as LinuxKit's
+/// `ImageBundle` with its `dupMap`: an overlay on it when writable (the upper layer is its
+/// own tmpfs), a bind mount of it when read-only; its bundle has no copy of its own.
+#[test]
+fn runtime_json_of_a_container_sharing_another_ones_image() {
+    let img = image(&[], &[], &[], None);
+    let c = container("services:\n  - name: s\n    image: alpine\n");
+    let b = runtime_config(&img, &c, &BTreeMap::new()).unwrap();
+    let first = TreePath::parse("containers/onboot/000-a/lower").unwrap();
+    let dir = "containers/services/s";
+    let rw: Value =
+        serde_json::from_slice(&render_runtime_json(&b.runtime, dir, false, &first)).unwrap();
+    assert_eq!(
+        rw["mounts"][2]["options"],
+        json!([
+            "lowerdir=/containers/onboot/000-a/lower",
+            "upperdir=/containers/services/s/tmp/upper",
+            "workdir=/containers/services/s/tmp/work"
+        ])
+    );
+    assert_eq!(rw["mounts"][2]["destination"], "/containers/services/s/rootfs");
+    let ro: Value =
+        serde_json::from_slice(&render_runtime_json(&b.runtime, dir, true, &first)).unwrap();
+    assert_eq!(
+        ro["mounts"],
+        json!([{"destination": "/containers/services/s/rootfs",
+                "source": "/containers/onboot/000-a/lower", "options": ["bind"]}])
+    );
+    assert_eq!(bundle_subdirs(false, true), ["lower", "rootfs", "tmp"]);
+    assert_eq!(bundle_subdirs(false, false), ["rootfs", "tmp"]);
+    assert_eq!(bundle_subdirs(true, true), ["rootfs"]);
+    assert_eq!(bundle_subdirs(true, false), ["rootfs"]);
 }
