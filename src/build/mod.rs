@@ -339,7 +339,8 @@ fn reuse(
         }
     };
     if let Some(s) = &signed {
-        for (suffix, bytes) in [(".intoto.jsonl", &s.intoto_jsonl), (".sigstore.json", &s.sigstore_json)]
+        for (suffix, bytes) in
+            [(".intoto.jsonl", &s.intoto_jsonl), (".sigstore.json", &s.sigstore_json)]
         {
             let doc = Document { file_name: format!("{name}{suffix}"), bytes: bytes.clone() };
             outputs.push(write_document(staging.path(), &doc)?);

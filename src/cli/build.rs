@@ -95,7 +95,7 @@ pub struct Args {
 
     /// Build in full even when the store holds the outputs of an identical earlier build
     /// (and do not file this build's outputs there).
-    #[arg(long, env = "CAIRN_NO_CACHE")]
+    #[arg(long, env = "CAIRN_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
 }
 

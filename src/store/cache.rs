@@ -81,8 +81,7 @@ impl CacheEntry {
             return Some(format!("it is filed under {key} but names {}", self.key));
         }
         let paths = self.dirs.iter().chain(self.files.iter().map(|f| &f.path));
-        if let Some(p) = paths.chain(self.outputs.iter().map(|o| &o.rel_path)).find(|p| !plain(p))
-        {
+        if let Some(p) = paths.chain(self.outputs.iter().map(|o| &o.rel_path)).find(|p| !plain(p)) {
             return Some(format!("path {p:?} is not a plain relative path"));
         }
         if let Some(f) = self.files.iter().find(|f| f.mode != 0o644 && f.mode != 0o755) {
@@ -212,7 +211,9 @@ impl Store {
                 None => Err("it is not named <sha256 hex>.json".to_string()),
                 Some(key) => read_entry_file(&path)
                     .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice::<CacheEntry>(&b).map_err(|e| e.to_string()))
+                    .and_then(|b| {
+                        serde_json::from_slice::<CacheEntry>(&b).map_err(|e| e.to_string())
+                    })
                     .and_then(|entry| match entry.defect(&key) {
                         Some(reason) => Err(reason),
                         None => Ok(entry),
