@@ -94,6 +94,43 @@ fn a_warm_build_reuses_byte_identical_outputs() {
 }
 
 #[test]
+fn large_outputs_already_in_place_are_rehashed_not_copied() {
+    let t = TestDir::new("cache-in-place");
+    let spec = hello_spec(&t);
+    // A 3 MiB source file makes the tar output large enough to be checked in place.
+    let big: Vec<u8> =
+        (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(spec.with_file_name("big.bin"), &big).unwrap();
+    let mut text = fs::read_to_string(&spec).unwrap();
+    text.push_str("  - path: big.bin\n    source: big.bin\n    mode: \"0644\"\n");
+    fs::write(&spec, text).unwrap();
+    t.cairn().arg("lock").arg(&spec).ok();
+    build(&t, &spec, "cold", &["--no-cache"]).ok();
+    build(&t, &spec, "out", &[]).ok();
+    let tar = t.join("out/hello.tar");
+    let inode = || std::os::unix::fs::MetadataExt::ino(&fs::metadata(&tar).unwrap());
+    let before = inode();
+    assert!(reused(&build(&t, &spec, "out", &[]).ok()));
+    assert_eq!(inode(), before, "a verified output in place was replaced");
+    assert_eq!(hash_tree(&t.join("out")), hash_tree(&t.join("cold")));
+
+    // A changed byte (same size), or another mode: replaced from the cache.
+    let mut bytes = fs::read(&tar).unwrap();
+    bytes[1 << 20] ^= 1;
+    fs::write(&tar, &bytes).unwrap();
+    assert!(reused(&build(&t, &spec, "out", &[]).ok()));
+    assert_eq!(hash_tree(&t.join("out")), hash_tree(&t.join("cold")));
+    assert_ne!(inode(), before);
+    let before = inode();
+    fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert!(reused(&build(&t, &spec, "out", &[]).ok()));
+    assert_ne!(inode(), before);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&tar).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644);
+    assert_eq!(hash_tree(&t.join("out")), hash_tree(&t.join("cold")));
+}
+
+#[test]
 fn any_changed_input_misses() {
     let t = TestDir::new("cache-miss");
     let spec = hello_spec(&t);

@@ -32,7 +32,9 @@
 //!
 //! **Reuse.** Every file is copied out of the store into the build's staging directory
 //! while its sha256 is recomputed, and the outputs are then published by the same
-//! staging-and-rename as a fresh build. A file that does not hash to its recorded digest,
+//! staging-and-rename as a fresh build. A large output file that is already in the output
+//! directory (the usual rebuild into the same directory) is rehashed there instead, and
+//! left in place when its size, mode and sha256 are the recorded ones. A file that does not hash to its recorded digest,
 //! a missing blob or an unreadable entry is a miss: a warning, the corrupt blob and the
 //! entry are removed, and the build runs in full and files a new entry. Never a wrong output.
 //!
@@ -40,6 +42,7 @@
 //! an entry. Use a store only writers you trust can write to (as for the output directory
 //! itself), or build with `--no-cache`.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -219,27 +222,57 @@ fn elf_build_id(file: &File) -> Option<Vec<u8>> {
     None
 }
 
-/// Copies the outputs filed under `key` into `staging`, verifying every byte. `Ok(None)`:
-/// no entry. An error means the entry is unusable; it has then been removed (with a corrupt
-/// blob it names), so the caller builds afresh and files a new one.
+/// Files at least this large that are already in the output directory with the recorded
+/// size, mode and sha256 are left in place instead of being copied again.
+const IN_PLACE_MIN: u64 = 1 << 20;
+
+/// Outputs restored from the cache.
+pub(super) struct Restored {
+    /// Every output of the entry, in order.
+    pub outputs: Vec<Output>,
+    /// Outputs already in the output directory with the right content: not in staging.
+    pub in_place: BTreeSet<String>,
+}
+
+/// Copies the outputs filed under `key` into `staging`, verifying every byte; a large file
+/// already in `out_dir` with the recorded content is verified there and left alone.
+/// `Ok(None)`: no entry. An error means the entry is unusable; it has then been removed
+/// (with a corrupt blob it names), so the caller builds afresh and files a new one.
 pub(super) fn restore(
     store: &Store,
     key: &Digest,
     staging: &Path,
-) -> Result<Option<Vec<Output>>, CacheError> {
-    let result = copy_out(store, key, staging);
+    out_dir: &Path,
+) -> Result<Option<Restored>, CacheError> {
+    let result = copy_out(store, key, staging, out_dir);
     if result.is_err() {
         discard(store, key, &result);
     }
     result
 }
 
+/// Whether `path` is a regular file with `f`'s size, mode and sha256.
+fn already_there(path: &Path, f: &CachedFile) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else { return false };
+    if !meta.is_file() || meta.len() != f.size || meta.permissions().mode() & 0o7777 != f.mode {
+        return false;
+    }
+    let Ok(file) = File::open(path) else { return false };
+    let mut r = crate::digest::HashingReader::new(file);
+    match io::copy(&mut r, &mut io::sink()) {
+        Ok(n) if n == f.size => r.finish().0 == f.digest,
+        _ => false,
+    }
+}
+
 fn copy_out(
     store: &Store,
     key: &Digest,
     staging: &Path,
-) -> Result<Option<Vec<Output>>, CacheError> {
+    out_dir: &Path,
+) -> Result<Option<Restored>, CacheError> {
     let Some(entry) = store.cache_entry(key)? else { return Ok(None) };
+    let mut in_place = BTreeSet::new();
     for d in &entry.dirs {
         let path = staging.join(d);
         fs::create_dir_all(&path).map_err(io_err("create directory", &path))?;
@@ -247,6 +280,13 @@ fn copy_out(
             .map_err(io_err("set the mode of", &path))?;
     }
     for f in &entry.files {
+        // Attestations are always copied: they are read back from staging to be signed.
+        let top_level = entry.outputs.iter().any(|o| o.rel_path == f.path)
+            && !super::UNSIGNED_DOCUMENTS.iter().any(|d| f.path.ends_with(d));
+        if top_level && f.size >= IN_PLACE_MIN && already_there(&out_dir.join(&f.path), f) {
+            in_place.insert(f.path.clone());
+            continue;
+        }
         let corrupt =
             |source| CacheError::Corrupt { path: f.path.clone(), digest: f.digest, source };
         let mut blob = store.open_blob(&f.digest)?;
@@ -268,7 +308,7 @@ fn copy_out(
         out.sync_all().map_err(io_err("sync", &path))?;
     }
     for o in &entry.outputs {
-        if !staging.join(&o.rel_path).exists() {
+        if !in_place.contains(&o.rel_path) && !staging.join(&o.rel_path).exists() {
             return Err(CacheError::Mismatch {
                 path: o.rel_path.clone(),
                 reason: "the output is not among the entry's files".into(),
@@ -276,13 +316,12 @@ fn copy_out(
         }
     }
     store.touch_cache_entry(key);
-    Ok(Some(
-        entry
-            .outputs
-            .into_iter()
-            .map(|o| Output { rel_path: o.rel_path, digest: o.digest, size: o.size })
-            .collect(),
-    ))
+    let outputs = entry
+        .outputs
+        .into_iter()
+        .map(|o| Output { rel_path: o.rel_path, digest: o.digest, size: o.size })
+        .collect();
+    Ok(Some(Restored { outputs, in_place }))
 }
 
 /// Removes an unusable entry and, when a blob of it was corrupt, that blob (if it is still

@@ -313,14 +313,15 @@ fn reuse(
     let rebuild = |e: cache::CacheError| {
         progress.warn(&format!("the build cache entry {key} is unusable, rebuilding: {e}"));
     };
-    let mut outputs = match cache::restore(store, key, staging.path()) {
-        Ok(Some(outputs)) => outputs,
-        Ok(None) => return Ok(None),
-        Err(e) => {
-            rebuild(e);
-            return Ok(None);
-        }
-    };
+    let cache::Restored { mut outputs, in_place } =
+        match cache::restore(store, key, staging.path(), &opts.output_dir) {
+            Ok(Some(restored)) => restored,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                rebuild(e);
+                return Ok(None);
+            }
+        };
     progress.stage("reusing cached outputs");
     let name = opts.name.as_str();
     let restored = cache::documents(staging.path(), name).and_then(|documents| {
@@ -347,7 +348,9 @@ fn reuse(
             documents.push(doc);
         }
     }
-    publish::publish(staging.path(), &opts.output_dir, &outputs)?;
+    let moved: Vec<Output> =
+        outputs.iter().filter(|o| !in_place.contains(&o.rel_path)).cloned().collect();
+    publish::publish(staging.path(), &opts.output_dir, &moved)?;
     Ok(Some(BuildOutput { outputs, facts: None, documents, signed, cache: CacheUse::Reused(*key) }))
 }
 

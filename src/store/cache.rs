@@ -296,3 +296,95 @@ fn read_entry_file(path: &Path) -> io::Result<Vec<u8>> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        (dir, store)
+    }
+
+    fn entry(store: &Store, files: &[(&str, &[u8])]) -> CacheEntry {
+        let files = files
+            .iter()
+            .map(|(path, bytes)| CachedFile {
+                path: path.to_string(),
+                digest: store.put_bytes(bytes).unwrap(),
+                size: bytes.len() as u64,
+                mode: 0o644,
+            })
+            .collect::<Vec<_>>();
+        CacheEntry {
+            schema: CACHE_SCHEMA,
+            key: Digest::of(b"key"),
+            outputs: files
+                .iter()
+                .map(|f| CachedOutput { rel_path: f.path.clone(), digest: f.digest, size: f.size })
+                .collect(),
+            dirs: Vec::new(),
+            files,
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_defects_are_refused() {
+        let (_d, store) = new_store();
+        let key = Digest::of(b"key");
+        assert_eq!(store.cache_entry(&key).unwrap(), None);
+        let e = entry(&store, &[("x.tar", b"tar")]);
+        store.put_cache_entry(&e, &store.lock().unwrap()).unwrap();
+        assert_eq!(store.cache_entry(&key).unwrap(), Some(e.clone()));
+        assert_eq!(store.cache_entry(&Digest::of(b"other")).unwrap(), None);
+
+        for (what, bad) in [
+            ("parent", CacheEntry { dirs: vec!["../up".into()], ..e.clone() }),
+            ("absolute", CacheEntry { dirs: vec!["/etc".into()], ..e.clone() }),
+            ("empty", CacheEntry { dirs: vec![String::new()], ..e.clone() }),
+            ("schema", CacheEntry { schema: CACHE_SCHEMA + 1, ..e.clone() }),
+            ("key", CacheEntry { key: Digest::of(b"other"), ..e.clone() }),
+        ] {
+            assert!(bad.defect(&key).is_some(), "{what}");
+        }
+        let mut setuid = e.clone();
+        setuid.files[0].mode = 0o4755;
+        assert!(setuid.defect(&key).is_some());
+        // An entry naming a blob the store lacks is not filed.
+        let mut missing = e.clone();
+        missing.files[0].digest = Digest::of(b"absent");
+        assert!(store.put_cache_entry(&missing, &store.lock().unwrap()).is_err());
+    }
+
+    #[test]
+    fn gc_keeps_the_blobs_of_live_entries_only() {
+        let (_d, store) = new_store();
+        let e = entry(&store, &[("a", b"first"), ("b", b"second")]);
+        store.put_cache_entry(&e, &store.lock().unwrap()).unwrap();
+        let loose = store.put_bytes(b"loose").unwrap();
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.removed, vec![loose]);
+        assert_eq!(report.dropped_cache_entries, 0);
+        let fsck = store.fsck().unwrap();
+        assert!(fsck.is_ok(), "{fsck:?}");
+        assert_eq!(fsck.cache_entries, 1);
+
+        // A missing blob: fsck reports the entry, gc drops it and the other blob.
+        fs::remove_file(store.blob_path(&e.files[0].digest)).unwrap();
+        assert!(!store.fsck().unwrap().is_ok());
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.dropped_cache_entries, 1);
+        assert_eq!(report.removed, vec![e.files[1].digest]);
+        assert!(store.fsck().unwrap().is_ok());
+
+        // --drop-cache drops a sound, fresh entry.
+        let e = entry(&store, &[("a", b"again")]);
+        store.put_cache_entry(&e, &store.lock().unwrap()).unwrap();
+        assert_eq!(store.gc_with(true, CacheGc::DropAll).unwrap().dropped_cache_entries, 1);
+        assert!(store.cache_entry(&e.key).unwrap().is_some(), "a dry run dropped it");
+        store.gc_with(false, CacheGc::DropAll).unwrap();
+        assert_eq!(store.cache_entry(&e.key).unwrap(), None);
+        assert!(!store.has_blob(&e.files[0].digest));
+    }
+}
