@@ -23,17 +23,17 @@ export CAIRN_STORE=$work/store
 unset CAIRN_NO_CACHE SOURCE_DATE_EPOCH
 rm -rf "$CAIRN_STORE" "$work/out"
 
-python3 bench/make_images.py "$work/images"
-for d in "$work"/images/*/; do "$cairn" import "$d" -q; done
-cp bench/bench.yml "$work/bench.yml"
-"$cairn" lock "$work/bench.yml" -q
-
 timeit() { # prints "wall_seconds cpu_seconds" for a command
     /usr/bin/time -f "%e %U %S" -o "$work/time.txt" "$@" >/dev/null
     read -r e u s < "$work/time.txt"
     python3 -c "print($e, $u + $s)"
 }
 best() { python3 -c "print(min($1, $2))"; }
+
+cp bench/bench.yml "$work/bench.yml"
+python3 bench/make_images.py "$work/images"
+for d in "$work"/images/*/; do "$cairn" import "$d" -q; done
+"$cairn" lock "$work/bench.yml" -q
 sync
 
 report() { # name format
