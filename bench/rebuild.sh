@@ -44,7 +44,7 @@ report() { # name format
         rm -rf "$work/out"
         read -r w c < <(timeit "${build[@]}" --no-cache)
         cw=$(best "$cw" "$w"); cc=$(best "$cc" "$c")
-        "$cairn" store gc --drop-cache -q
+        "$cairn" store gc --drop-cache -q >/dev/null
         read -r w c < <(timeit "${build[@]}")
         fw=$(best "$fw" "$w"); fc=$(best "$fc" "$c")
         read -r w c < <(timeit "${build[@]}")
@@ -53,8 +53,8 @@ report() { # name format
     python3 - "$name" "$cw" "$cc" "$fw" "$fc" "$ww" "$wc" <<'EOF'
 import sys
 name, cw, cc, fw, fc, ww, wc = sys.argv[1], *map(float, sys.argv[2:])
-print(f"{name:<14} cold {cw:6.2f} s wall {cc:6.2f} s cpu | first (miss, filing) {fw:6.2f} s wall "
-      f"{fw / cw:4.2f}x | warm {ww:5.2f} s wall {wc:5.2f} s cpu | warm/cold wall {ww / cw:5.3f}x "
+print(f"{name:<14} cold {cw:5.2f} s wall {cc:5.2f} s cpu | first (miss + filing) {fw:5.2f} s wall "
+      f"{fc:5.2f} s cpu | warm {ww:5.2f} s wall {wc:5.2f} s cpu | warm/cold: wall {ww / cw:5.3f}x, "
       f"cpu {wc / max(cc, 0.01):5.3f}x")
 EOF
 }

@@ -226,6 +226,9 @@ fn elf_build_id(file: &File) -> Option<Vec<u8>> {
 /// size, mode and sha256 are left in place instead of being copied again.
 const IN_PLACE_MIN: u64 = 1 << 20;
 
+/// Files are read in chunks of this size (outputs are large; fewer system calls).
+const BUF: usize = 1 << 20;
+
 /// Outputs restored from the cache.
 pub(super) struct Restored {
     /// Every output of the entry, in order.
@@ -258,7 +261,7 @@ fn already_there(path: &Path, f: &CachedFile) -> bool {
         return false;
     }
     let Ok(file) = File::open(path) else { return false };
-    let mut r = crate::digest::HashingReader::new(file);
+    let mut r = crate::digest::HashingReader::new(io::BufReader::with_capacity(BUF, file));
     match io::copy(&mut r, &mut io::sink()) {
         Ok(n) if n == f.size => r.finish().0 == f.digest,
         _ => false,
@@ -289,7 +292,7 @@ fn copy_out(
         }
         let corrupt =
             |source| CacheError::Corrupt { path: f.path.clone(), digest: f.digest, source };
-        let mut blob = store.open_blob(&f.digest)?;
+        let mut blob = io::BufReader::with_capacity(BUF, store.open_blob(&f.digest)?);
         let path = staging.join(&f.path);
         let mut out = File::create(&path).map_err(io_err("create", &path))?;
         // The blob reader rehashes what it reads and fails at its end on a mismatch.
@@ -425,7 +428,7 @@ fn put_file(store: &Store, root: &Path, rel: &str) -> Result<CachedFile, CacheEr
     let path = root.join(rel);
     let file = File::open(&path).map_err(io_err("open", &path))?;
     let exec = file.metadata().map_err(io_err("stat", &path))?.permissions().mode() & 0o111;
-    let (digest, size) = store.put_blob(file, None)?;
+    let (digest, size) = store.put_blob(io::BufReader::with_capacity(BUF, file), None)?;
     Ok(CachedFile {
         path: rel.to_string(),
         digest,
