@@ -144,7 +144,8 @@ pub struct BuildOutput {
 pub enum CacheUse {
     /// Not consulted: `--no-cache`, `verified-boot`, or inputs it cannot key.
     Off,
-    /// No usable entry under this key: built, and filed under it.
+    /// No usable entry under this key: built, and filed under it (unless filing failed,
+    /// which the build reported as a warning).
     Built(Digest),
     /// The outputs were reused from the entry under this key.
     Reused(Digest),
