@@ -5,6 +5,7 @@
 
 mod util;
 
+mod cache;
 mod cli;
 mod concurrency;
 mod crash;

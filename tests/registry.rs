@@ -102,10 +102,12 @@ fn skopeo(args: &[&str]) -> String {
 fn build_signed_hello(t: &TestDir) -> PathBuf {
     t.import_hello();
     t.cairn().args(["keygen", "--out"]).arg(t.join("release")).ok();
+    // --no-cache: the build cache would file the layout's blobs in the store, and the
+    // tests that pull the pushed image back must find them missing.
     t.cairn()
         .arg("build")
         .arg(util::repo().join("examples/hello.yml"))
-        .args(["--locked", "-f", "oci", "--sign-key"])
+        .args(["--locked", "--no-cache", "-f", "oci", "--sign-key"])
         .arg(t.join("release.key"))
         .arg("-o")
         .arg(t.join("out"))

@@ -12,8 +12,12 @@
 //! its payload must carry the signed attestations of the root filesystem, so it is attested
 //! and signed before the boot files are written.
 //!
+//! A build whose inputs are unchanged since an earlier one reuses its outputs from the
+//! store, verified ([`cache`]); `BuildOptions::use_cache` turns that off.
+//!
 //! Stages never print: progress and warnings go through [`Progress`].
 
+pub mod cache;
 mod publish;
 mod spec_file;
 pub mod verified_boot;
@@ -105,6 +109,9 @@ pub struct BuildOptions<'a> {
     pub verified_boot: VerifiedBootOptions,
     /// Directories outside the spec's own that `files[].source` may read from.
     pub allow_source_outside: Vec<PathBuf>,
+    /// Reuse the outputs of an identical earlier build from the store, and file this
+    /// build's outputs there (see [`cache`]).
+    pub use_cache: bool,
 }
 
 /// One attestation file as written.
@@ -120,13 +127,33 @@ pub struct BuildOutput {
     /// in the order written.
     pub outputs: Vec<Output>,
     /// The facts the attestations were made from; their subjects are the attested outputs.
-    pub facts: BuildFacts,
+    /// `None` when the outputs were reused from the cache (the attestation documents
+    /// carry the same facts).
+    pub facts: Option<BuildFacts>,
     /// The attestation files: SPDX, CycloneDX, the provenance statement, and when signed
     /// `NAME.intoto.jsonl` and `NAME.sigstore.json`.
     pub documents: Vec<Document>,
     /// The signed envelopes, when a key was given.
     pub signed: Option<SignedAttestations>,
+    /// Whether the build cache was used, and how.
+    pub cache: CacheUse,
 }
+
+/// What the build cache did for a build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Not consulted: `--no-cache`, `verified-boot`, or inputs it cannot key.
+    Off,
+    /// No usable entry under this key: built, and filed under it (unless filing failed,
+    /// which the build reported as a warning).
+    Built(Digest),
+    /// The outputs were reused from the entry under this key.
+    Reused(Digest),
+}
+
+/// The attestation files of every build, in the order written; a signed build adds
+/// `.intoto.jsonl` and `.sigstore.json` after them.
+const UNSIGNED_DOCUMENTS: [&str; 3] = [".spdx.json", ".cdx.json", ".provenance.json"];
 
 /// Why a build failed. A stale lock under `--locked` is [`LockError::Stale`] inside
 /// [`BuildError::Pin`]: a verdict, not an input error.
@@ -188,6 +215,17 @@ pub fn build(
         (true, Some(key)) => Some(key),
         (false, _) => None,
     };
+    let cache_key = if opts.use_cache && !verified_boot {
+        progress.stage("looking up the build cache");
+        cache::key(spec, lock, &inputs, opts)
+    } else {
+        None
+    };
+    if let Some(key) = &cache_key
+        && let Some(out) = reuse(key, store, opts, progress)?
+    {
+        return Ok(out);
+    }
     progress.stage(&format!("assembling {spec_name}"));
     let assemble_opts = AssembleOptions {
         max_unpacked_size: opts.max_unpacked_size,
@@ -247,11 +285,75 @@ pub fn build(
             for doc in &documents {
                 outputs.push(write_document(staging.path(), doc)?);
             }
-            BuildOutput { outputs, facts, documents, signed }
+            if let Some(key) = &cache_key {
+                // The unsigned outputs: every build signs for itself.
+                let unsigned = outputs.len() - (documents.len() - UNSIGNED_DOCUMENTS.len());
+                progress.stage("filing the outputs in the build cache");
+                let filed = outputs.get(..unsigned).unwrap_or_default();
+                if let Err(e) = cache::save(store, key, staging.path(), filed) {
+                    progress.warn(&format!("could not file the outputs in the build cache: {e}"));
+                }
+            }
+            let cache = cache_key.map_or(CacheUse::Off, CacheUse::Built);
+            BuildOutput { outputs, facts: Some(facts), documents, signed, cache }
         }
     };
     publish::publish(staging.path(), &opts.output_dir, &out.outputs)?;
     Ok(out)
+}
+
+/// The outputs filed under `key`, restored into a staging directory, re-signed when the
+/// build has a key, and published; `None` when there is no usable entry (a broken one is
+/// reported as a warning and has been removed).
+fn reuse(
+    key: &Digest,
+    store: &Store,
+    opts: &BuildOptions<'_>,
+    progress: &dyn Progress,
+) -> Result<Option<BuildOutput>, BuildError> {
+    let staging = publish::staging_dir(&opts.output_dir)?;
+    let rebuild = |e: cache::CacheError| {
+        progress.warn(&format!("the build cache entry {key} is unusable, rebuilding: {e}"));
+    };
+    let cache::Restored { mut outputs, in_place } =
+        match cache::restore(store, key, staging.path(), &opts.output_dir) {
+            Ok(Some(restored)) => restored,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                rebuild(e);
+                return Ok(None);
+            }
+        };
+    progress.stage("reusing cached outputs");
+    let name = opts.name.as_str();
+    let restored = cache::documents(staging.path(), name).and_then(|documents| {
+        let signed = match opts.sign_key {
+            Some(k) => Some(cache::resign(&documents, k)?),
+            None => None,
+        };
+        Ok((documents, signed))
+    });
+    let (mut documents, signed) = match restored {
+        Ok(r) => r,
+        Err(e) => {
+            rebuild(e);
+            store.lock().ok().map(|l| store.remove_cache_entry(key, &l));
+            return Ok(None);
+        }
+    };
+    if let Some(s) = &signed {
+        for (suffix, bytes) in
+            [(".intoto.jsonl", &s.intoto_jsonl), (".sigstore.json", &s.sigstore_json)]
+        {
+            let doc = Document { file_name: format!("{name}{suffix}"), bytes: bytes.clone() };
+            outputs.push(write_document(staging.path(), &doc)?);
+            documents.push(doc);
+        }
+    }
+    let moved: Vec<Output> =
+        outputs.iter().filter(|o| !in_place.contains(&o.rel_path)).cloned().collect();
+    publish::publish(staging.path(), &opts.output_dir, &moved)?;
+    Ok(Some(BuildOutput { outputs, facts: None, documents, signed, cache: CacheUse::Reused(*key) }))
 }
 
 /// The attestation files of `facts`: the SPDX and CycloneDX SBOMs and the in-toto

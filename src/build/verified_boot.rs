@@ -184,7 +184,7 @@ pub(super) fn write_outputs(
     boot_file("-cmdline", &cmdline)?;
     boot_file("-initrd.img", &write_verifier_initrd(Vec::new(), &initrd, sd)?)?;
     boot_file("-payload.img", &write_payload_disk(Vec::new(), &members, sd)?)?;
-    Ok(BuildOutput { outputs, facts, documents, signed })
+    Ok(BuildOutput { outputs, facts: Some(facts), documents, signed, cache: super::CacheUse::Off })
 }
 
 fn output(rel_path: String, bytes: &[u8]) -> Output {

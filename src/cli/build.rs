@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::attest::DEFAULT_BUILDER_ID;
-use crate::build::{self, BuildOptions, Format, LoadedSpec, VerifiedBootOptions};
+use crate::build::{self, BuildOptions, CacheUse, Format, LoadedSpec, VerifiedBootOptions};
 use crate::emit::{self, Codec};
 use crate::lock::LockMode;
 use crate::output_name::OutputName;
@@ -23,10 +23,15 @@ use super::GlobalArgs;
 ///
 /// Formats: tar, kernel+initrd (gzip initrd), kernel+initrd:zstd, oci.
 ///
+/// A build whose spec, lock, inputs, formats and source date are unchanged since an
+/// earlier build on the same store reuses that build's outputs from the store (each file
+/// re-hashed before it is published; signatures made afresh); --no-cache builds anew.
+///
 /// Examples:
 ///   cairn build examples/hello.yml --format tar --format kernel+initrd -o out/
 ///   cairn build examples/hello.yml --locked --format oci -o out/
 ///   SOURCE_DATE_EPOCH=1700000000 cairn build hello.yml --name hello-2023 -o out/
+///   cairn build examples/hello.yml --no-cache -f tar -o out/
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -87,6 +92,11 @@ pub struct Args {
     /// (past 64 MiB).
     #[arg(long, value_name = "RATIO", default_value_t = crate::assemble::DEFAULT_MAX_EXPANSION_RATIO)]
     pub max_expansion_ratio: u64,
+
+    /// Build in full even when the store holds the outputs of an identical earlier build
+    /// (and do not file this build's outputs there).
+    #[arg(long, env = "CAIRN_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_cache: bool,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -123,6 +133,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         allow_source_outside: args.allow_source_outside,
         max_unpacked_size: args.max_unpacked_size,
         max_expansion_ratio: args.max_expansion_ratio,
+        use_cache: !args.no_cache,
         verified_boot: VerifiedBootOptions {
             policy: args.boot_policy,
             keys: args.boot_keys,
@@ -136,6 +147,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if !global.quiet {
         for o in &built.outputs {
             super::outln!("{}  {}", o.digest, opts.output_dir.join(&o.rel_path).display())?;
+        }
+        if let CacheUse::Reused(key) = built.cache {
+            eprintln!("cairn: reused the outputs of an identical earlier build (cache key {key})");
         }
     }
     Ok(ExitCode::SUCCESS)

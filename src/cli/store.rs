@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::store::CacheGc;
+
 use super::GlobalArgs;
 
 /// Inspect and maintain the content store (an OCI image layout).
@@ -24,19 +26,25 @@ pub enum StoreCommand {
     ///   CAIRN_STORE=/srv/cairn-store cairn store ls
     #[command(verbatim_doc_comment)]
     Ls,
-    /// Delete blobs no named image refers to.
+    /// Delete blobs no named image or build cache entry refers to.
     ///
     /// Walks every index and manifest reachable from the store's index.json; deletes
-    /// nothing if any of them is missing or corrupt (run `cairn store fsck`).
+    /// nothing if any of them is missing or corrupt (run `cairn store fsck`). Drops build
+    /// cache entries unused for 14 days or broken (all of them with --drop-cache), then
+    /// the blobs only they held.
     ///
     /// Examples:
     ///   cairn store gc --dry-run
     ///   cairn store gc
+    ///   cairn store gc --drop-cache
     #[command(verbatim_doc_comment)]
     Gc {
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
+        /// Drop every cached build output, however recent.
+        #[arg(long)]
+        drop_cache: bool,
     },
     /// Re-hash every blob and check every named image is complete; exit 1 on any problem.
     ///
@@ -61,19 +69,22 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 super::outln!("{}\t{}", name, desc.digest())?;
             }
         }
-        StoreCommand::Gc { dry_run } => {
-            let report =
-                store.gc(dry_run).with_context(|| format!("collecting garbage in {root}"))?;
+        StoreCommand::Gc { dry_run, drop_cache } => {
+            let cache = if drop_cache { CacheGc::DropAll } else { CacheGc::KeepRecent };
+            let report = store
+                .gc_with(dry_run, cache)
+                .with_context(|| format!("collecting garbage in {root}"))?;
             let verb = if report.dry_run { "would remove" } else { "removed" };
             for d in &report.removed {
                 super::outln!("{verb}\t{d}")?;
             }
             if !global.quiet {
                 eprintln!(
-                    "cairn: {verb} {} blobs ({} bytes) and {} stale temporary files; kept {} blobs",
+                    "cairn: {verb} {} blobs ({} bytes), {} stale temporary files and {} build cache entries; kept {} blobs",
                     report.removed.len(),
                     report.freed_bytes,
                     report.removed_temp.len(),
+                    report.dropped_cache_entries,
                     report.kept
                 );
             }
@@ -102,7 +113,10 @@ pub fn run(cmd: StoreCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 .into());
             }
             if !global.quiet {
-                eprintln!("cairn: store {root} is consistent ({} blobs checked)", report.checked);
+                eprintln!(
+                    "cairn: store {root} is consistent ({} blobs and {} build cache entries checked)",
+                    report.checked, report.cache_entries
+                );
             }
         }
     }

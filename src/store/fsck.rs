@@ -1,7 +1,7 @@
 //! Store maintenance: garbage collection and consistency checks.
 //!
 //! Both walk the graph reachable from `index.json` (indexes → manifests → config and
-//! layers). `gc` refuses to run when that walk finds a problem, because a missing or broken
+//! layers) and look at the cache entries (see `cache`), whose blobs count as referenced. `gc` refuses to run when that walk finds a problem, because a missing or broken
 //! manifest hides which layers are still needed; `fsck` reports every problem it finds.
 
 use std::collections::BTreeSet;
@@ -10,6 +10,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use super::cache::CacheGc;
 use super::{
     MAX_JSON_BLOB, STALE_TEMP_AGE, Store, StoreError, TEMP_KINDS, is_dead_temp, temp_owner, walk,
 };
@@ -25,8 +26,11 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Stale temporary files and staging directories.
     pub removed_temp: Vec<PathBuf>,
-    /// Blobs still referenced.
+    /// Blobs still referenced (by an image or a cache entry).
     pub kept: usize,
+    /// Cache entries dropped: unused for too long, broken, or all of them (see
+    /// [`CacheGc`]).
+    pub dropped_cache_entries: usize,
 }
 
 /// What [`Store::fsck`] found. [`FsckReport::is_ok`] tells whether the store is sound.
@@ -44,6 +48,8 @@ pub struct FsckReport {
     /// Temporary files and staging directories left by killed processes, sorted. Garbage
     /// that `gc` removes, not damage: they do not make the store unsound.
     pub leftovers: Vec<PathBuf>,
+    /// Cache entries checked.
+    pub cache_entries: usize,
 }
 
 impl FsckReport {
@@ -117,12 +123,18 @@ impl Store {
         stale
     }
 
-    /// Deletes blobs not reachable from `index.json` and leftover temporary files (see
-    /// `leftover_temps`). Refuses (and deletes nothing) when a reachable manifest or index is
-    /// missing or broken. Runs under the store's lock, so an import naming its blobs is never
-    /// caught between moving them into place and naming them.
+    /// [`Store::gc_with`] keeping recently used cache entries.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport, StoreError> {
-        let _lock = self.lock()?;
+        self.gc_with(dry_run, CacheGc::KeepRecent)
+    }
+
+    /// Deletes blobs not reachable from `index.json` or a kept cache entry, and leftover
+    /// temporary files (see `leftover_temps`); drops cache entries as `cache` says. Refuses
+    /// (and deletes nothing) when a reachable manifest or index is missing or broken. Runs
+    /// under the store's lock, so an import naming its blobs, or a build filing its cached
+    /// outputs, is never caught between moving them into place and naming them.
+    pub fn gc_with(&self, dry_run: bool, cache: CacheGc) -> Result<GcReport, StoreError> {
+        let lock = self.lock()?;
         let w = self.walk_store()?;
         if !w.missing.is_empty() || !w.problems.is_empty() {
             let mut reasons: Vec<String> =
@@ -136,10 +148,12 @@ impl Store {
                 ),
             ));
         }
-        let mut report = GcReport { dry_run, ..GcReport::default() };
+        let (cached, dropped) = self.gc_cache(cache, dry_run, &lock)?;
+        let mut report =
+            GcReport { dry_run, dropped_cache_entries: dropped, ..GcReport::default() };
         let (blobs, _) = self.list_blobs()?;
         for (d, size) in blobs {
-            if w.reachable.contains_key(&d) {
+            if w.reachable.contains_key(&d) || cached.contains(&d) {
                 report.kept += 1;
                 continue;
             }
@@ -203,6 +217,9 @@ impl Store {
         // A corrupt reachable JSON blob is already listed under `corrupt`.
         report.problems.extend(w.problems.into_iter().filter(|p| !p.contains("is corrupt")));
         report.leftovers = self.leftover_temps();
+        let (entries, problems) = self.fsck_cache()?;
+        report.cache_entries = entries;
+        report.problems.extend(problems);
         Ok(report)
     }
 }

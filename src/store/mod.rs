@@ -6,6 +6,7 @@
 //!   `org.opencontainers.image.ref.name` with the full normalized name (`registry/repo:tag`).
 //! - `blobs/sha256/<hex>`: the blobs, each named by the SHA-256 of its content.
 //! - `.tmp/`: temporary files and import staging directories (removed by [`Store::gc`]).
+//! - `cache/<key>.json`: cached build outputs, whose files are blobs (see `cache`).
 //!
 //! Every write is verified and atomic: content is streamed to a temporary file inside the
 //! store while it is hashed, fsynced and renamed into place, so a blob file either is complete
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use crate::digest::{Digest, Hasher};
 
+mod cache;
 pub mod deb;
 mod fsck;
 pub mod import;
@@ -45,6 +47,7 @@ mod walk;
 
 pub use crate::canonical_json::to_vec as canonical_json;
 pub use crate::oci::Compression;
+pub use cache::{CACHE_MAX_AGE, CACHE_SCHEMA, CacheEntry, CacheGc, CachedFile, CachedOutput};
 pub use fsck::{FsckReport, GcReport};
 pub use index::{Layer, ResolvedImage};
 pub use lock::StoreLock;

@@ -121,8 +121,8 @@ fn payload_disk_and_verifier_initramfs_hold_what_the_guest_reads() {
         assert_eq!(body, &fs::read(staging.path().join(name)).unwrap(), "{name}");
     }
     // The provenance's one subject is the payload's tar.
-    assert_eq!(out.facts.subjects.len(), 1);
-    assert_eq!(out.facts.subjects[0].digest, Digest::of(&members[0].1));
+    assert_eq!(out.facts.as_ref().unwrap().subjects.len(), 1);
+    assert_eq!(out.facts.as_ref().unwrap().subjects[0].digest, Digest::of(&members[0].1));
     let root: Vec<String> = tar_members(&members[0].1).into_iter().map(|(n, _)| n).collect();
     assert!(root.iter().any(|n| n == PAYLOAD_CAIRN), "{root:?}");
     assert!(root.iter().any(|n| n == "etc/hostname"), "{root:?}");
