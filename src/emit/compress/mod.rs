@@ -6,7 +6,7 @@
 //! Both compress on all the host's cores ([`std::thread::available_parallelism`]), and
 //! neither's bytes depend on how many threads there are:
 //!
-//! - gzip: level 6, fixed 128 KiB blocks deflated in parallel by zlib-rs (flate2's
+//! - gzip: zlib-rs level 7 (see [`GZIP_LEVEL`]), fixed 32 KiB blocks deflated in parallel by zlib-rs (flate2's
 //!   `zlib-rs` backend, pinned by `Cargo.lock`) and joined into one gzip member; the header
 //!   has mtime 0, no file name, no comment and OS byte 255 ("unknown"). See [`gzip`] for
 //!   why the bytes are stable.
@@ -29,8 +29,11 @@ pub mod gzip;
 
 use gzip::ParGzEncoder;
 
-/// gzip compression level.
-const GZIP_LEVEL: u32 = 6;
+/// gzip compression level of zlib-rs. Its levels 3 to 6 hash four bytes and miss the
+/// three-byte matches zlib finds; level 7 searches like zlib's level 6 and, with 32 KiB
+/// blocks, lands within 2% of the miniz_oxide level-6 output it replaced (1.5% larger on a
+/// Debian kernel's modules, about 1.7 times faster).
+const GZIP_LEVEL: u32 = 7;
 /// zstd compression level.
 const ZSTD_LEVEL: i32 = 3;
 /// zstd window log (2 MiB).

@@ -17,6 +17,30 @@ fn sample(len: usize) -> Vec<u8> {
     v
 }
 
+/// Bytes with a flat histogram, as compressed data has.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn noise_is_stored_and_text_is_deflated() {
+    let data = noise(4 * gzip::BLOCK);
+    let gz = compress(Codec::Gzip, 2, &data, 4096);
+    // Stored blocks: a few bytes of framing per 32 KiB, never a Huffman-coded expansion.
+    assert!(gz.len() <= data.len() + 128, "{} bytes for {} of noise", gz.len(), data.len());
+    assert!(decompress(Codec::Gzip, &gz) == data);
+    let text = sample(4 * gzip::BLOCK);
+    assert!(compress(Codec::Gzip, 2, &text, 4096).len() < text.len() / 2);
+}
+
 fn compress(codec: Codec, threads: usize, data: &[u8], chunk: usize) -> Vec<u8> {
     let mut enc = compress_with_threads(codec, threads, Vec::new()).unwrap();
     for c in data.chunks(chunk.max(1)) {
@@ -69,7 +93,8 @@ fn gzip_header_has_no_time_or_host() {
 
 #[test]
 fn gzip_is_one_member_with_the_length_and_crc_of_the_whole_input() {
-    let data = sample(5 * gzip::BLOCK + 17);
+    let mut data = sample(5 * gzip::BLOCK + 17);
+    data.extend(noise(3 * gzip::BLOCK));
     let gz = compress(Codec::Gzip, 3, &data, 65536);
     let mut crc = flate2::Crc::new();
     crc.update(&data);
@@ -137,6 +162,8 @@ fn any_input() -> impl Strategy<Value = Vec<u8>> {
         (any::<u8>(), 1usize..70_000).prop_map(|(b, n)| vec![b; n]),
         proptest::collection::vec(any::<u8>(), 0..3000),
         (0usize..200_000).prop_map(sample),
+        // Long enough to fill a block with noise: the stored path.
+        proptest::collection::vec(any::<u8>(), 20_000..70_000),
     ];
     proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
 }
