@@ -196,12 +196,7 @@ fn is_flat(data: &[u8]) -> bool {
 /// Deflates `data` with a new compressor primed with `dict`: a sync-flushed non-final
 /// piece, or the end of the stream if `last`. A flat block (see [`is_flat`]) is stored
 /// (level 0): that costs nothing and is about as small as deflating it.
-fn deflate_block(
-    level: Compression,
-    dict: &[u8],
-    data: &[u8],
-    last: bool,
-) -> io::Result<Deflated> {
+fn deflate_block(level: Compression, dict: &[u8], data: &[u8], last: bool) -> io::Result<Deflated> {
     let mut crc = Crc::new();
     crc.update(data);
     let level = if is_flat(data) { Compression::none() } else { level };
