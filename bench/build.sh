@@ -17,6 +17,7 @@
 # Each figure is the best of 3 runs: wall seconds, CPU seconds (user+sys) and peak RSS.
 #
 # Usage: bash bench/build.sh [WORKDIR]     (needs python3, gzip, pigz, GNU time)
+#        CAIRN=/path/to/cairn bash bench/build.sh    (measures that binary, no cargo build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in python3 gzip pigz /usr/bin/time; do
@@ -24,8 +25,12 @@ for tool in python3 gzip pigz /usr/bin/time; do
 done
 work=${1:-$(mktemp -d /tmp/cairn-bench.XXXXXX)}
 mkdir -p "$work"
-cargo build --release --locked --quiet
-cairn=$PWD/target/release/cairn
+if [ -n "${CAIRN:-}" ]; then
+    cairn=$CAIRN
+else
+    cargo build --release --locked --quiet
+    cairn=$PWD/target/release/cairn
+fi
 export CAIRN_STORE=$work/store
 rm -rf "$CAIRN_STORE" "$work/out" "$work/floor" "$work/lk"
 

@@ -66,19 +66,7 @@ fn system_gzip(args: &[&str], input: &[u8]) -> Option<std::process::Output> {
     if !gzip.found("compress::tests (system gzip)") {
         return None;
     }
-    let mut child = std::process::Command::new("gzip")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let bytes = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    Some(out)
+    Some(crate::testkit::pipe_through("gzip", args, input))
 }
 
 #[test]
