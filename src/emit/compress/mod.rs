@@ -12,8 +12,8 @@
 //!   why the bytes are stable.
 //! - zstd: level 3, window log 21 (level 3's own value for inputs of unknown size), a
 //!   content checksum (as the `zstd` tool writes by default, so `zstd -t` and the kernel's
-//!   decompressor can detect corruption), and always libzstd's multithreaded mode with a
-//!   fixed job size and overlap. That mode cuts the input into jobs by size alone, so its
+//!   decompressor can detect corruption), and always libzstd's multithreaded mode (at most
+//!   [`ZSTD_MAX_WORKERS`] workers) with a fixed job size and overlap. That mode cuts the input into jobs by size alone, so its
 //!   output is the same with 1 worker or 64 (it differs from the single-threaded mode,
 //!   which is therefore never used).
 
@@ -38,8 +38,13 @@ const GZIP_LEVEL: u32 = 7;
 const ZSTD_LEVEL: i32 = 3;
 /// zstd window log (2 MiB).
 const ZSTD_WINDOW_LOG: u32 = 21;
-/// zstd job size (libzstd's own default for window log 21: four windows).
-const ZSTD_JOB_SIZE: u32 = 8 << 20;
+/// zstd job size: one window. Each worker holds about a job of input and one of output, so
+/// this (with [`ZSTD_MAX_WORKERS`]) bounds memory; libzstd's default (four windows) took a
+/// 2-worker build to 66 MiB.
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+/// At most this many zstd workers: memory grows with them, and level 3 is fast enough that
+/// more add little.
+const ZSTD_MAX_WORKERS: usize = 4;
 /// zstd job overlap: 2^(6-9) = 1/8 of the window is reloaded from the previous job
 /// (libzstd's default for level 3).
 const ZSTD_OVERLAP_LOG: u32 = 6;
@@ -103,7 +108,8 @@ pub fn compress_with_threads<W: Write>(
             use zstd::stream::raw::CParameter;
             let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
             // Never 0 workers: that is the single-threaded mode, whose bytes differ.
-            enc.multithread(u32::try_from(threads).unwrap_or(u32::MAX))?;
+            let workers = threads.min(ZSTD_MAX_WORKERS);
+            enc.multithread(u32::try_from(workers).unwrap_or(1))?;
             enc.set_parameter(CParameter::JobSize(ZSTD_JOB_SIZE))?;
             enc.set_parameter(CParameter::OverlapSizeLog(ZSTD_OVERLAP_LOG))?;
             enc.window_log(ZSTD_WINDOW_LOG)?;

@@ -123,9 +123,9 @@ fn outputs_repeat_and_round_trip() {
 #[test]
 fn zstd_output_does_not_depend_on_worker_count() {
     // More than two jobs, so several workers really share the input.
-    let data = sample(20 << 20);
+    let data = sample(12 << 20);
     let one = compress(Codec::Zstd, 1, &data, 1 << 20);
-    for threads in [2, 5] {
+    for threads in [2, 3, 4] {
         assert!(compress(Codec::Zstd, threads, &data, 1 << 20) == one, "{threads} workers");
     }
     // The frame header's descriptor byte has the checksum flag (bit 2) set.
