@@ -202,17 +202,7 @@ pub(crate) mod tests {
         }
         let t = sample_tree();
         let bytes = write_newc(&t, |_| true, Vec::new()).unwrap();
-        let mut child = std::process::Command::new(bin)
-            .args(["-t", "--quiet"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
+        let out = crate::testkit::pipe_through(bin, &["-t", "--quiet"], &bytes);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let listed: Vec<String> =
             String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
