@@ -339,27 +339,18 @@ pub fn parse_newc(bytes: &[u8]) -> Vec<CpioEntry> {
     }
 }
 
-/// Runs `program` with `args`, `input` on its stdin (written from a second thread, so a
-/// large input cannot deadlock against the program's output), and returns its output.
+/// Runs `program` with `args` and `input` on its stdin, and returns its output. The input
+/// comes from a temporary file, so a large input cannot deadlock against the output.
 pub fn pipe_through(
     program: impl AsRef<std::ffi::OsStr>,
     args: &[&str],
     input: &[u8],
 ) -> std::process::Output {
-    use std::process::Stdio;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting a test tool");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let bytes = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-    let out = child.wait_with_output().expect("waiting for a test tool");
-    writer.join().expect("stdin writer thread").expect("writing the tool's stdin");
-    out
+    use std::io::{Seek, SeekFrom};
+    let mut stdin = tempfile::tempfile().expect("a temporary file for a test tool's input");
+    stdin.write_all(input).expect("writing a test tool's input");
+    stdin.seek(SeekFrom::Start(0)).expect("rewinding a test tool's input");
+    Command::new(program).args(args).stdin(stdin).output().expect("running a test tool")
 }
 
 /// Whether `program` can be run (found on PATH).
