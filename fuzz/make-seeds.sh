@@ -75,7 +75,7 @@ ln -s ../etc/passwd "$work/rootfs/bin/link"
 ln "$work/rootfs/etc/passwd" "$work/rootfs/etc/hardlink"
 : >"$work/rootfs/etc/.wh.shadow"
 tar --format=gnu --sort=name --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" .
-tar --format=pax --sort=name --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer-pax.tar" ./etc
+tar --format=pax --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime --sort=name --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer-pax.tar" ./etc
 seed layer gnu.tar 00 <"$work/layer.tar"
 seed layer pax.tar 00 <"$work/layer-pax.tar"
 gzip -9n <"$work/layer.tar" | seed layer gnu.tar.gz 01
@@ -100,26 +100,16 @@ python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[0]),end="")' 
     <"$out/hello.sigstore.json" | seed sigstore dsse-bundle.json 00
 
 # packages: selector 0 dpkg status, 1 dpkg status.d, 2 apk installed, 3 os-release.
-status='Package: libc6
-Status: install ok installed
-Priority: optional
-Architecture: amd64
-Multi-Arch: same
-Source: glibc (2.36-9+deb12u4)
-Version: 2.36-9+deb12u4
-Depends: libgcc-s1
-Description: GNU C Library: Shared libraries
- Contains the standard libraries.
-
-Package: base-files
-Essential: yes
-Status: install ok installed
-Architecture: amd64
-Version: 12.4+deb12u5
-Description: Debian base system miscellaneous files
-'
-printf '%s' "$status" | seed packages status 00
-printf '%s' "$status" | seed packages status.d 01
+# Paragraphs of this machine's dpkg database (falling back to a minimal one).
+paragraphs() { awk -v from="$1" -v n="$2" 'BEGIN{RS="";ORS="\n\n"} NR>from && NR<=from+n' /var/lib/dpkg/status; }
+if [ -r /var/lib/dpkg/status ]; then
+    paragraphs 0 3 | seed packages status 00
+    paragraphs 3 1 | seed packages status.d 01
+else
+    printf 'Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n' |
+        seed packages status 00
+    printf 'Package: base-files\nArchitecture: amd64\nVersion: 12.4\n' | seed packages status.d 01
+fi
 printf 'C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nS:383152\nI:622592\nT:the musl c library\nU:https://musl.libc.org/\nL:MIT\no:musl\nm:Maintainer <m@example.org>\nt:1700000000\n\nP:busybox\nV:1.36.1-r5\nA:x86_64\nL:GPL-2.0-only\n\n' |
     seed packages installed 02
 seed packages os-release 03 <testdata/images/hello-init/etc/os-release

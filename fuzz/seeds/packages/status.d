@@ -1,17 +1,18 @@
-Package: libc6
+Package: alsa-ucm-conf
 Status: install ok installed
 Priority: optional
-Architecture: amd64
-Multi-Arch: same
-Source: glibc (2.36-9+deb12u4)
-Version: 2.36-9+deb12u4
-Depends: libgcc-s1
-Description: GNU C Library: Shared libraries
- Contains the standard libraries.
+Section: libs
+Installed-Size: 689
+Maintainer: Debian ALSA Maintainers <pkg-alsa-devel@lists.alioth.debian.org>
+Architecture: all
+Multi-Arch: foreign
+Version: 1.2.8-1
+Depends: libasound2 (>= 1.2.4)
+Description: ALSA Use Case Manager configuration files
+ This package contains ALSA Use Case Manager configuration of audio
+ input/output names and routing for specific audio hardware. They can be
+ used with the alsaucm tool.
+ .
+ ALSA is the Advanced Linux Sound Architecture.
+Homepage: https://www.alsa-project.org/
 
-Package: base-files
-Essential: yes
-Status: install ok installed
-Architecture: amd64
-Version: 12.4+deb12u5
-Description: Debian base system miscellaneous files
