@@ -98,6 +98,10 @@ seed dsse hello.sigstore.json <"$out/hello.sigstore.json"
 # sigstore: one of those bundles (selector 0: Ed25519 key anchor, artifact bytes).
 python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[0]),end="")' \
     <"$out/hello.sigstore.json" | seed sigstore dsse-bundle.json 00
+# With an (empty) trusted root before a 0xff byte: selector 4 (key anchor), 12 (keyless).
+root='{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}'
+{ printf '%s\xff' "$root"; tail -c +2 "$seeds/sigstore/dsse-bundle.json"; } | seed sigstore with-root.json 04
+{ printf '%s\xff' "$root"; tail -c +2 "$seeds/sigstore/dsse-bundle.json"; } | seed sigstore keyless.json 0c
 
 # packages: selector 0 dpkg status, 1 dpkg status.d, 2 apk installed, 3 os-release.
 # Paragraphs of this machine's dpkg database (falling back to a minimal one).
