@@ -166,8 +166,9 @@ fn boot_verify(start: Instant) -> anyhow::Result<Never> {
 }
 
 /// Copies the payload disk's tar members into `dir`. Hostile input: only regular files
-/// with plain names, no duplicates, bounded count and size.
-fn read_payload(disk: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
+/// with plain names, no duplicates, bounded count and size. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn read_payload(disk: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
     let f = File::open(disk)?;
     let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
     let mut names = Vec::new();

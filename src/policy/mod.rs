@@ -574,7 +574,7 @@ impl PolicyDoc {
                 (Some(PemSource { pem: Some(pem), .. }), _) => UpstreamSigner::PublicKey { pem },
                 (Some(PemSource { path: Some(rel), .. }), _) => {
                     let path = base_dir.join(&rel);
-                    let pem = std::fs::read_to_string(&path).map_err(|e| {
+                    let pem = read_key_text(&path).map_err(|e| {
                         file_err(&format!("upstream key for {}", u.reference), &path, e.to_string())
                     })?;
                     UpstreamSigner::PublicKey { pem }
@@ -615,6 +615,18 @@ impl PolicyDoc {
             source: source_name.into(),
         })
     }
+}
+
+/// Reads a key file a policy names, refusing one larger than [`MAX_POLICY_LEN`] (a policy
+/// naming `/dev/zero` must not exhaust memory).
+fn read_key_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_POLICY_LEN as u64 + 1).read_to_string(&mut text)?;
+    if text.len() > MAX_POLICY_LEN {
+        return Err(std::io::Error::other(format!("larger than {MAX_POLICY_LEN} bytes")));
+    }
+    Ok(text)
 }
 
 /// Reads, parses and resolves the policy file at `path`.

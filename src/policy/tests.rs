@@ -114,3 +114,12 @@ fn value_errors_keep_their_position() {
     let e = parse("p.yaml", &"#\n".repeat(MAX_POLICY_LEN)).unwrap_err();
     assert!(matches!(&e, PolicyError::TooLarge(t) if t.what == "policy"), "{e:?}");
 }
+
+/// An upstream key path naming an endless file is refused, not read until memory runs out.
+#[test]
+fn endless_key_files_are_refused() {
+    let doc = parse("p.yaml", "upstream:\n  - reference: a/b\n    publicKey: {path: /dev/zero}\n")
+        .unwrap();
+    let e = doc.resolve("p.yaml", Path::new("/")).unwrap_err();
+    assert!(e.to_string().contains("larger than"), "{e}");
+}

@@ -120,6 +120,16 @@ impl StoreError {
     }
 }
 
+/// Parses an index, manifest or config blob of `media_type` the way the store's walks (gc,
+/// fsck, imports) do and returns the descriptors it refers to. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn blob_children(
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<Vec<oci_spec::image::Descriptor>, StoreError> {
+    walk::children(bytes, classify(media_type)?, &Digest::of(bytes))
+}
+
 /// The handle on a store directory.
 #[derive(Debug, Clone)]
 pub struct Store {
