@@ -148,8 +148,6 @@ pub struct ProcessPlan {
 pub struct BundlePlan {
     /// The bundle directory, absolute.
     pub bundle: PathBuf,
-    /// The container id: the bundle directory's name.
-    pub id: String,
     /// runtime.json `mkdir`: host directories to create first.
     pub mkdir: Vec<PathBuf>,
     /// runtime.json `mounts`: host mounts performed before the container starts, in the
@@ -171,6 +169,13 @@ pub struct BundlePlan {
     pub process: ProcessPlan,
     /// Things present in the bundle that the built-in runner ignores (printed, not fatal).
     pub warnings: Vec<String>,
+}
+
+impl BundlePlan {
+    /// The container id: the bundle directory's name (LinuxKit's convention).
+    pub fn id(&self) -> String {
+        self.bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
 }
 
 impl BundlePlan {
@@ -567,10 +572,8 @@ pub fn plan(bundle: &Path, config: &[u8], runtime: Option<&[u8]>) -> Result<Bund
         return Err(invalid("process", "args or env contain a NUL byte".into()));
     }
 
-    let id = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(BundlePlan {
         bundle: bundle.to_path_buf(),
-        id,
         mkdir,
         prepare,
         namespaces,

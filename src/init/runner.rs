@@ -37,7 +37,7 @@ pub fn run_bundle(dir: &Path, stage2: bool) -> Result<ExitCode> {
         match never {}
     }
     for w in &plan.warnings {
-        eprintln!("cairn run-bundle: {}: warning: {w}", plan.id);
+        eprintln!("cairn run-bundle: {}: warning: {w}", plan.id());
     }
     prepare(&plan)?;
     enter_namespaces(&plan)?;
@@ -52,7 +52,7 @@ pub fn run_bundle(dir: &Path, stage2: bool) -> Result<ExitCode> {
 /// init's), as LinuxKit's runtime does before starting a container. Also used before
 /// handing a bundle to runc.
 pub fn prepare(plan: &BundlePlan) -> Result<()> {
-    prepare_runtime(&plan.id, &plan.mkdir, &plan.prepare)
+    prepare_runtime(&plan.id(), &plan.mkdir, &plan.prepare)
 }
 
 /// [`prepare`] for a runtime.json alone (before runc).
@@ -85,13 +85,13 @@ fn enter_namespaces(plan: &BundlePlan) -> Result<()> {
             new |= *f;
         }
     }
-    unshare(new).with_context(|| format!("bundle {}: unshare({new:?})", plan.id))?;
+    unshare(new).with_context(|| format!("bundle {}: unshare({new:?})", plan.id()))?;
     for ns in &plan.namespaces {
         if let NsOp::Join(f, path) = ns {
             let fd = std::fs::File::open(path)
-                .with_context(|| format!("bundle {}: opening {}", plan.id, path.display()))?;
+                .with_context(|| format!("bundle {}: opening {}", plan.id(), path.display()))?;
             setns(&fd, *f)
-                .with_context(|| format!("bundle {}: setns {}", plan.id, path.display()))?;
+                .with_context(|| format!("bundle {}: setns {}", plan.id(), path.display()))?;
         }
     }
     Ok(())
@@ -110,7 +110,7 @@ fn supervise_stage2(plan: &BundlePlan) -> Result<ExitCode> {
         .args(["internal", "run-bundle", "--stage2"])
         .arg(&plan.bundle)
         .spawn()
-        .with_context(|| format!("bundle {}: spawning {}", plan.id, exe.display()))?;
+        .with_context(|| format!("bundle {}: spawning {}", plan.id(), exe.display()))?;
     let pid = Pid::from_raw(child.id() as i32);
     loop {
         match set.wait().context("waiting for signals")? {
@@ -123,7 +123,7 @@ fn supervise_stage2(plan: &BundlePlan) -> Result<ExitCode> {
                     Ok(WaitStatus::StillAlive) => break,
                     Ok(_) => continue,
                     Err(Errno::EINTR) => continue,
-                    Err(e) => bail!("bundle {}: waiting for the container: {e}", plan.id),
+                    Err(e) => bail!("bundle {}: waiting for the container: {e}", plan.id()),
                 }
             },
             sig => {
@@ -152,7 +152,7 @@ pub fn self_exe() -> Result<PathBuf> {
 }
 
 fn enter_container(plan: &BundlePlan) -> Result<Infallible> {
-    let id = &plan.id;
+    let id = &plan.id();
     if plan.new_pid_ns() {
         // Die with the supervising stage 1.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);

@@ -64,7 +64,7 @@ fn err(edit: impl FnOnce(&mut serde_json::Value)) -> String {
 #[test]
 fn plans_the_bundle_assemble_writes() {
     let p = greeter();
-    assert_eq!(p.id, "greeter");
+    assert_eq!(p.id(), "greeter");
     assert_eq!(p.rootfs, Path::new("/containers/services/greeter/rootfs"));
     assert!(!p.readonly_root);
     assert_eq!(
