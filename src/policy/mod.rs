@@ -89,10 +89,6 @@ pub enum ValueError {
         "upstream rule for {0}: certificateIdentity and certificateOidcIssuer must not be empty"
     )]
     UpstreamEmptyIdentity(String),
-    #[error(
-        "upstream rule for {0}: a keyless identity needs `trustedRoot` (a Sigstore trusted root JSON)"
-    )]
-    UpstreamNoTrustedRoot(String),
     #[error("upstream rule for {0} needs exactly one of `publicKey` and `keyless`")]
     UpstreamSigner(String),
 }
@@ -362,7 +358,8 @@ pub struct UpstreamRule {
     pub trusted_root: Option<PathBuf>,
 }
 
-/// `upstream:` entry as written: `publicKey: {pem|path}` or `keyless: {…}` + `trustedRoot`.
+/// `upstream:` entry as written: `publicKey: {pem|path}` or `keyless: {…}`, with an optional
+/// `trustedRoot` (without one, keyless rules use the refreshed or built-in public-good root).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(try_from = "RawUpstream")]
 pub struct UpstreamDoc(RawUpstream);
@@ -406,9 +403,6 @@ impl TryFrom<RawUpstream> for UpstreamDoc {
             (None, Some(k)) => {
                 if k.certificate_identity.is_empty() || k.certificate_oidc_issuer.is_empty() {
                     return Err(ValueError::UpstreamEmptyIdentity(r.clone()));
-                }
-                if raw.trusted_root.is_none() {
-                    return Err(ValueError::UpstreamNoTrustedRoot(r.clone()));
                 }
             }
             _ => return Err(ValueError::UpstreamSigner(r.clone())),

@@ -62,10 +62,6 @@ fn bad_values_are_errors() {
         ),
         ("require:\n  provenance: maybe\n", "p.yaml:2:15"),
         ("upstream:\n  - reference: a/\n", "exactly one of `publicKey` and `keyless`"),
-        (
-            "upstream:\n  - reference: a/\n    keyless: {certificateIdentity: i, certificateOidcIssuer: u}\n",
-            "needs `trustedRoot`",
-        ),
         ("keys: {}\n", "p.yaml:1:7"),
         ("- a\n", "p.yaml:1:1"),
     ] {
@@ -122,4 +118,14 @@ fn endless_key_files_are_refused() {
         .unwrap();
     let e = doc.resolve("p.yaml", Path::new("/")).unwrap_err();
     assert!(e.to_string().contains("larger than"), "{e}");
+}
+
+/// A keyless rule may leave out `trustedRoot`: verify then uses the refreshed or built-in
+/// public-good root (see SECURITY.md, "Sigstore trusted roots").
+#[test]
+fn keyless_rules_default_to_the_public_good_root() {
+    let yaml = "upstream:\n  - reference: a/\n    keyless: {certificateIdentity: i, certificateOidcIssuer: u}\n";
+    let policy = parse("p.yaml", yaml).unwrap().resolve("p.yaml", Path::new("/")).unwrap();
+    assert_eq!(policy.upstream.len(), 1);
+    assert!(policy.upstream[0].trusted_root.is_none());
 }
